@@ -247,6 +247,22 @@ pub struct Rule {
     pub source: RuleSource,
 }
 
+impl fmt::Display for Rule {
+    /// `DENY ROLE $everyone on Post.find (READ)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.permission {
+            Some(p) => write!(f, "{p} ")?,
+            None => f.write_str("(no permission) ")?,
+        }
+        let model = self.model.as_deref().unwrap_or("*");
+        write!(
+            f,
+            "{} {} on {model}.{} ({})",
+            self.principal_type, self.principal_id, self.property, self.access_type
+        )
+    }
+}
+
 /// An ACL value that is not one LoopBack accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
