@@ -55,7 +55,10 @@ impl PropRef {
 pub enum Where {
     And(Vec<Where>),
     Or(Vec<Where>),
-    Cond { property: PropRef, op: Op },
+    Cond {
+        property: PropRef,
+        op: Op,
+    },
     /// `property IN (SELECT select FROM model WHERE filter)`. Never produced by the parser:
     /// the server builds it for row-level access rules (group membership).
     InSubquery {

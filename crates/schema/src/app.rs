@@ -68,20 +68,32 @@ pub enum Connector {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Middleware {
     /// `loopback#static` / `serve-static`: serve files from a directory at a mount path.
-    Static { mount: String, dir: PathBuf },
+    Static {
+        mount: String,
+        dir: PathBuf,
+    },
     /// `loopback#urlNotFound`: unknown URLs get a 404 in the error envelope.
     UrlNotFound,
     /// `strong-error-handler` (`debug` shows details of 5xx errors).
-    ErrorHandler { debug: bool },
+    ErrorHandler {
+        debug: bool,
+    },
     Compression,
     /// `cors` with its params (origin reflected and credentials by default).
-    Cors { params: Value },
+    Cors {
+        params: Value,
+    },
     /// `helmet#<name>` headers.
-    Helmet { name: String, params: Value },
+    Helmet {
+        name: String,
+        params: Value,
+    },
     /// `loopback#favicon`: ignored apart from answering `/favicon.ico` with 404 or a file.
     Favicon,
     /// `loopback#token` with its options (`currentUserLiteral`, cookies…).
-    Token { params: Value },
+    Token {
+        params: Value,
+    },
     /// `loopback#rest`.
     Rest,
 }
@@ -133,11 +145,7 @@ impl App {
         self.models
             .iter()
             .find(|m| m.is_user_model() && !m.builtin && m.public)
-            .or_else(|| {
-                self.models
-                    .iter()
-                    .find(|m| m.is_user_model() && !m.builtin)
-            })
+            .or_else(|| self.models.iter().find(|m| m.is_user_model() && !m.builtin))
             .or_else(|| self.model_by_name("User"))
     }
 

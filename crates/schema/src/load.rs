@@ -140,11 +140,20 @@ struct ModelConfigEntry {
     loc: Loc,
 }
 
+/// A JSON object read from a file, with the location of its root.
+type JsonFile = (Map<String, Value>, Loc);
+
+/// Entries of a JSON object, each with its location (properties, relations).
+type Located = IndexMap<String, (Value, Loc)>;
+
+/// Model source folders (and whether the app named them) plus the model-config entries.
+type ModelConfig = (Vec<(PathBuf, bool)>, IndexMap<String, ModelConfigEntry>);
+
 /// A definition with its bases merged in.
 struct Merged {
     lineage: Vec<String>,
-    properties: IndexMap<String, (Value, Loc)>,
-    relations: IndexMap<String, (Value, Loc)>,
+    properties: Located,
+    relations: Located,
     acls: Vec<(Value, Loc, RuleSource)>,
     hidden: Vec<String>,
     protected: Vec<String>,
@@ -165,7 +174,7 @@ fn read_json(file: &Path) -> Result<Value, LoadError> {
     })
 }
 
-fn read_optional_object(file: &Path) -> Result<Option<(Map<String, Value>, Loc)>, LoadError> {
+fn read_optional_object(file: &Path) -> Result<Option<JsonFile>, LoadError> {
     if !file.exists() {
         return Ok(None);
     }
@@ -328,23 +337,30 @@ pub(crate) fn parse_rule(
     };
     let access_type = match map.get("accessType") {
         None | Some(Value::Null) => AccessType::Any,
-        Some(Value::String(s)) => {
-            AccessType::parse(s).ok_or_else(|| fail("accessType", RuleError::AccessType(s.clone())))?
-        }
+        Some(Value::String(s)) => AccessType::parse(s)
+            .ok_or_else(|| fail("accessType", RuleError::AccessType(s.clone())))?,
         Some(v) => return Err(fail("accessType", RuleError::AccessType(v.to_string()))),
     };
     let permission = match map.get("permission") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(
-            Permission::parse(s).ok_or_else(|| fail("permission", RuleError::Permission(s.clone())))?,
+            Permission::parse(s)
+                .ok_or_else(|| fail("permission", RuleError::Permission(s.clone())))?,
         ),
         Some(v) => return Err(fail("permission", RuleError::Permission(v.to_string()))),
     };
     let principal_type = match map.get("principalType") {
-        None | Some(Value::Null) => return Err(fail("principalType", RuleError::MissingPrincipalType)),
+        None | Some(Value::Null) => {
+            return Err(fail("principalType", RuleError::MissingPrincipalType))
+        }
         Some(Value::String(s)) => PrincipalType::parse(s)
             .ok_or_else(|| fail("principalType", RuleError::PrincipalType(s.clone())))?,
-        Some(v) => return Err(fail("principalType", RuleError::PrincipalType(v.to_string()))),
+        Some(v) => {
+            return Err(fail(
+                "principalType",
+                RuleError::PrincipalType(v.to_string()),
+            ))
+        }
     };
     let principal_id = match map.get("principalId") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
@@ -452,8 +468,11 @@ impl Loader {
                     .and_then(|v| v.get("limit"))
                     .filter(|v| !v.is_null())
                 {
-                    config.body_limit = parse_size(limit)
-                        .ok_or_else(|| rloc.key(key).key("limit").err("expected a size such as `100kb`"))?;
+                    config.body_limit = parse_size(limit).ok_or_else(|| {
+                        rloc.key(key)
+                            .key("limit")
+                            .err("expected a size such as `100kb`")
+                    })?;
                 }
             }
             if let Some(debug) = remoting
@@ -486,7 +505,8 @@ impl Loader {
         for (name, value) in map {
             let dloc = loc.key(&name);
             let ds = as_object(&value, &dloc)?;
-            let connector_name = opt_string(ds, "connector", &dloc)?.unwrap_or_else(|| "memory".into());
+            let connector_name =
+                opt_string(ds, "connector", &dloc)?.unwrap_or_else(|| "memory".into());
             let file = opt_string(ds, "file", &dloc)?.map(|f| self.resolve_data_file(&f));
             let connector = match connector_name
                 .trim_start_matches("loopback-connector-")
@@ -507,11 +527,9 @@ impl Loader {
                         _ => Vec::new(),
                     },
                 },
-                other => {
-                    return Err(dloc.key("connector").err(format!(
-                        "unsupported connector `{other}` (supported: memory, sqlite, postgresql, mail)"
-                    )))
-                }
+                other => return Err(dloc.key("connector").err(format!(
+                    "unsupported connector `{other}` (supported: memory, sqlite, postgresql, mail)"
+                ))),
             };
             out.insert(
                 name.clone(),
@@ -537,7 +555,7 @@ impl Loader {
         }
     }
 
-    fn load_model_config(&mut self) -> Result<(Vec<(PathBuf, bool)>, IndexMap<String, ModelConfigEntry>), LoadError> {
+    fn load_model_config(&mut self) -> Result<ModelConfig, LoadError> {
         let file = self.server.join("model-config.json");
         let mut sources = Vec::new();
         let mut entries = IndexMap::new();
@@ -551,7 +569,12 @@ impl Loader {
             .and_then(|m| m.get("sources"))
             .cloned()
             .unwrap_or_else(|| {
-                serde_json::json!(["loopback/common/models", "loopback/server/models", "../common/models", "./models"])
+                serde_json::json!([
+                    "loopback/common/models",
+                    "loopback/server/models",
+                    "../common/models",
+                    "./models"
+                ])
             });
         for (i, src) in string_list(Some(&meta_sources), &loc.key("_meta").key("sources"))?
             .into_iter()
@@ -578,12 +601,20 @@ impl Loader {
             let entry = match value {
                 Value::Null => continue,
                 Value::Object(o) => o,
-                other => return Err(eloc.err(format!("expected an object, found {}", kind_of(other)))),
+                other => {
+                    return Err(eloc.err(format!("expected an object, found {}", kind_of(other))))
+                }
             };
             for key in entry.keys() {
                 if !matches!(
                     key.as_str(),
-                    "dataSource" | "public" | "options" | "acls" | "relations" | "$promise" | "$resolved"
+                    "dataSource"
+                        | "public"
+                        | "options"
+                        | "acls"
+                        | "relations"
+                        | "$promise"
+                        | "$resolved"
                 ) {
                     let message = format!("{}: unknown key `{key}`", eloc.describe());
                     self.warn(message);
@@ -612,13 +643,17 @@ impl Loader {
         Ok((sources, entries))
     }
 
-    fn load_definitions(&mut self, sources: &[(PathBuf, bool)]) -> Result<IndexMap<String, RawModel>, LoadError> {
+    fn load_definitions(
+        &mut self,
+        sources: &[(PathBuf, bool)],
+    ) -> Result<IndexMap<String, RawModel>, LoadError> {
         let mut raws = IndexMap::new();
         for (name, text) in BUILTIN_SOURCES {
-            let json: Map<String, Value> = serde_json::from_str(text).map_err(|source| LoadError::Json {
-                file: PathBuf::from(format!("<built-in {name}>")),
-                source,
-            })?;
+            let json: Map<String, Value> =
+                serde_json::from_str(text).map_err(|source| LoadError::Json {
+                    file: PathBuf::from(format!("<built-in {name}>")),
+                    source,
+                })?;
             raws.insert(
                 name.to_string(),
                 RawModel {
@@ -686,15 +721,16 @@ impl Loader {
         if cache.contains_key(name) || ROOT_BASES.contains(&name) {
             return Ok(());
         }
-        let raw = raws.get(name).ok_or_else(|| {
-            LoadError::Invalid {
-                file: self.server.join("model-config.json"),
-                path: format!("$.{name}"),
-                message: format!("model `{name}` has no definition in any model source folder"),
-            }
+        let raw = raws.get(name).ok_or_else(|| LoadError::Invalid {
+            file: self.server.join("model-config.json"),
+            path: format!("$.{name}"),
+            message: format!("model `{name}` has no definition in any model source folder"),
         })?;
         if visiting.iter().any(|v| v == name) {
-            return Err(raw.loc.key("base").err(format!("`base` chain loops through `{name}`")));
+            return Err(raw
+                .loc
+                .key("base")
+                .err(format!("`base` chain loops through `{name}`")));
         }
         let loc = raw.loc.clone();
         let json = &raw.json;
@@ -751,13 +787,17 @@ impl Loader {
         if let Some(props) = json.get("properties").filter(|v| !v.is_null()) {
             let ploc = loc.key("properties");
             for (pname, pdef) in as_object(props, &ploc)? {
-                merged.properties.insert(pname.clone(), (pdef.clone(), ploc.key(pname)));
+                merged
+                    .properties
+                    .insert(pname.clone(), (pdef.clone(), ploc.key(pname)));
             }
         }
         if let Some(rels) = json.get("relations").filter(|v| !v.is_null()) {
             let rloc = loc.key("relations");
             for (rname, rdef) in as_object(rels, &rloc)? {
-                merged.relations.insert(rname.clone(), (rdef.clone(), rloc.key(rname)));
+                merged
+                    .relations
+                    .insert(rname.clone(), (rdef.clone(), rloc.key(rname)));
             }
         }
         match json.get("acls") {
@@ -801,7 +841,14 @@ impl Loader {
         for (k, v) in json {
             if !matches!(
                 k.as_str(),
-                "properties" | "relations" | "acls" | "hidden" | "protected" | "methods" | "options" | "base"
+                "properties"
+                    | "relations"
+                    | "acls"
+                    | "hidden"
+                    | "protected"
+                    | "methods"
+                    | "options"
+                    | "base"
             ) {
                 own_settings.insert(k.clone(), v.clone());
             }
@@ -835,7 +882,10 @@ impl Loader {
             if entry.data_source.is_none() {
                 // LoopBack attaches a model without a datasource only as a plain model;
                 // Portcullis serves nothing for it.
-                let message = format!("{}: model `{name}` has no dataSource and is not served", entry.loc.describe());
+                let message = format!(
+                    "{}: model `{name}` has no dataSource and is not served",
+                    entry.loc.describe()
+                );
                 self.warn(message);
                 continue;
             }
@@ -859,7 +909,7 @@ impl Loader {
         }
 
         let mut models: Vec<Model> = Vec::new();
-        let mut pending_relations: Vec<(usize, IndexMap<String, (Value, Loc)>)> = Vec::new();
+        let mut pending_relations: Vec<(usize, Located)> = Vec::new();
         for (idx, (name, public, data_source)) in attached.iter().enumerate() {
             let merged = &cache[name];
             let mut settings = merged.settings.clone();
@@ -891,12 +941,18 @@ impl Loader {
                 settings,
                 acls,
                 *public,
-                data_source.clone().or_else(|| datasources.keys().next().cloned()),
+                data_source
+                    .clone()
+                    .or_else(|| datasources.keys().next().cloned()),
             )?;
             pending_relations.push((idx, merged.relations.clone()));
             models.push(model);
         }
-        let index: HashMap<String, usize> = models.iter().enumerate().map(|(i, m)| (m.name.clone(), i)).collect();
+        let index: HashMap<String, usize> = models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i))
+            .collect();
         let user_model = models
             .iter()
             .find(|m| m.is_user_model() && !m.builtin)
@@ -904,7 +960,15 @@ impl Loader {
             .map(|m| m.name.clone());
         for (idx, relations) in pending_relations {
             for (rname, (rdef, rloc)) in relations {
-                self.compile_relation(&mut models, &index, idx, &rname, &rdef, &rloc, user_model.as_deref())?;
+                self.compile_relation(
+                    &mut models,
+                    &index,
+                    idx,
+                    &rname,
+                    &rdef,
+                    &rloc,
+                    user_model.as_deref(),
+                )?;
             }
         }
         Ok(models)
@@ -963,8 +1027,14 @@ impl Loader {
         let strict = match settings.get("strict") {
             None | Some(Value::Null) | Some(Value::Bool(false)) => Strictness::Loose,
             Some(Value::Bool(true)) => Strictness::Strict,
-            Some(Value::String(s)) if s == "filter" || s == "throw" || s == "validate" => Strictness::Strict,
-            Some(_) => return Err(loc.key("strict").err("expected true, false, `filter` or `throw`")),
+            Some(Value::String(s)) if s == "filter" || s == "throw" || s == "validate" => {
+                Strictness::Strict
+            }
+            Some(_) => {
+                return Err(loc
+                    .key("strict")
+                    .err("expected true, false, `filter` or `throw`"))
+            }
         };
         let id_generated = properties[id_property].generated;
         let default_permission = match settings.get("defaultPermission") {
@@ -985,8 +1055,14 @@ impl Loader {
         let owner_relations = match settings.get("ownerRelations") {
             None | Some(Value::Null) | Some(Value::Bool(false)) => OwnerRelations::Legacy,
             Some(Value::Bool(true)) => OwnerRelations::All,
-            Some(v @ Value::Array(_)) => OwnerRelations::Named(string_list(Some(v), &loc.key("ownerRelations"))?),
-            Some(_) => return Err(loc.key("ownerRelations").err("expected a boolean or an array of relation names")),
+            Some(v @ Value::Array(_)) => {
+                OwnerRelations::Named(string_list(Some(v), &loc.key("ownerRelations"))?)
+            }
+            Some(_) => {
+                return Err(loc
+                    .key("ownerRelations")
+                    .err("expected a boolean or an array of relation names"))
+            }
         };
         let options = ModelOptions {
             strict,
@@ -1047,7 +1123,12 @@ impl Loader {
         })
     }
 
-    fn compile_property(&mut self, name: &str, def: &Value, loc: &Loc) -> Result<Property, LoadError> {
+    fn compile_property(
+        &mut self,
+        name: &str,
+        def: &Value,
+        loc: &Loc,
+    ) -> Result<Property, LoadError> {
         let mut prop = Property {
             name: name.to_string(),
             ty: PropType::Any,
@@ -1065,14 +1146,23 @@ impl Loader {
         };
         let map = match def {
             Value::String(_) | Value::Array(_) => {
-                prop.ty = PropType::parse(def).ok_or_else(|| loc.err(format!("unknown type {def}")))?;
+                prop.ty =
+                    PropType::parse(def).ok_or_else(|| loc.err(format!("unknown type {def}")))?;
                 return Ok(prop);
             }
             Value::Object(map) => map,
-            other => return Err(loc.err(format!("expected a type name or an object, found {}", kind_of(other)))),
+            other => {
+                return Err(loc.err(format!(
+                    "expected a type name or an object, found {}",
+                    kind_of(other)
+                )))
+            }
         };
         let typed = map.contains_key("type");
-        if !typed && map.values().all(|v| v.is_string() || v.is_object()) && !map.contains_key("defaultFn") && !map.is_empty()
+        if !typed
+            && map.values().all(|v| v.is_string() || v.is_object())
+            && !map.contains_key("defaultFn")
+            && !map.is_empty()
             && !map.keys().any(|k| PROPERTY_KEYS.contains(&k.as_str()))
         {
             // An anonymous nested type (`"address": {"street": "string"}`).
@@ -1094,9 +1184,15 @@ impl Loader {
                 }
             }
             Some(Value::Object(_)) => PropType::Object,
-            Some(Value::String(s)) => PropType::parse(&Value::String(s.clone())).unwrap_or(PropType::Object),
+            Some(Value::String(s)) => {
+                PropType::parse(&Value::String(s.clone())).unwrap_or(PropType::Object)
+            }
             Some(t @ Value::Array(_)) => PropType::parse(t).unwrap_or(PropType::Array(None)),
-            Some(other) => return Err(loc.key("type").err(format!("expected a type name, found {}", kind_of(other)))),
+            Some(other) => {
+                return Err(loc
+                    .key("type")
+                    .err(format!("expected a type name, found {}", kind_of(other))))
+            }
         };
         prop.required = opt_bool(map, "required", loc)?.unwrap_or(false);
         prop.default = map.get("default").filter(|v| !v.is_null()).cloned();
@@ -1106,9 +1202,9 @@ impl Loader {
                 "now" => Some(DefaultFn::Now),
                 "guid" | "uuid" | "uuidv4" => Some(DefaultFn::Uuid),
                 other => {
-                    return Err(loc
-                        .key("defaultFn")
-                        .err(format!("unknown defaultFn `{other}` (supported: now, guid, uuid)")))
+                    return Err(loc.key("defaultFn").err(format!(
+                        "unknown defaultFn `{other}` (supported: now, guid, uuid)"
+                    )))
                 }
             },
             Some(_) => return Err(loc.key("defaultFn").err("expected `now`, `guid` or `uuid`")),
@@ -1170,20 +1266,35 @@ impl Loader {
         let map = as_object(def, loc)?;
         let kind = match map.get("type").and_then(Value::as_str) {
             Some("belongsTo") => RelationKind::BelongsTo,
-            Some("hasMany") if map.get("through").is_some_and(|t| !t.is_null()) => RelationKind::HasManyThrough,
+            Some("hasMany") if map.get("through").is_some_and(|t| !t.is_null()) => {
+                RelationKind::HasManyThrough
+            }
             Some("hasMany") => RelationKind::HasMany,
             Some("hasOne") => RelationKind::HasOne,
             Some("hasAndBelongsToMany") => RelationKind::HasAndBelongsToMany,
             Some(other @ ("embedsOne" | "embedsMany" | "referencesMany")) => {
-                let message = format!("{}: relation type `{other}` is not supported; relation `{name}` is skipped", loc.describe());
+                let message = format!(
+                    "{}: relation type `{other}` is not supported; relation `{name}` is skipped",
+                    loc.describe()
+                );
                 self.warn(message);
                 return Ok(());
             }
-            Some(other) => return Err(loc.key("type").err(format!("unknown relation type `{other}`"))),
+            Some(other) => {
+                return Err(loc
+                    .key("type")
+                    .err(format!("unknown relation type `{other}`")))
+            }
             None => return Err(loc.key("type").err("a relation needs a `type`")),
         };
-        if map.get("polymorphic").is_some_and(|p| !p.is_null() && p != &Value::Bool(false)) {
-            let message = format!("{}: polymorphic relations are not supported; relation `{name}` is skipped", loc.describe());
+        if map
+            .get("polymorphic")
+            .is_some_and(|p| !p.is_null() && p != &Value::Bool(false))
+        {
+            let message = format!(
+                "{}: polymorphic relations are not supported; relation `{name}` is skipped",
+                loc.describe()
+            );
             self.warn(message);
             return Ok(());
         }
@@ -1224,33 +1335,39 @@ impl Loader {
             RelationKind::BelongsTo => {
                 let fk = explicit_fk.unwrap_or_else(|| format!("{name}Id"));
                 let pk = opt_string(map, "primaryKey", loc)?.unwrap_or(target_id);
-                let ty = models[target].property(&pk).map(|p| p.ty.clone()).unwrap_or(PropType::Number);
+                let ty = models[target]
+                    .property(&pk)
+                    .map(|p| p.ty.clone())
+                    .unwrap_or(PropType::Number);
                 ensure_key_property(&mut models[source], &fk, ty);
                 (fk, pk, None, None)
             }
             RelationKind::HasMany | RelationKind::HasOne => {
                 let fk = explicit_fk.unwrap_or_else(|| default_key_for(&source_name));
                 let pk = opt_string(map, "primaryKey", loc)?.unwrap_or(source_id);
-                let ty = models[source].property(&pk).map(|p| p.ty.clone()).unwrap_or(PropType::Number);
+                let ty = models[source]
+                    .property(&pk)
+                    .map(|p| p.ty.clone())
+                    .unwrap_or(PropType::Number);
                 ensure_key_property(&mut models[target], &fk, ty);
                 (fk, pk, None, None)
             }
             RelationKind::HasManyThrough | RelationKind::HasAndBelongsToMany => {
-                let through_name = match opt_string(map, "through", loc)? {
-                    Some(t) => t,
-                    None => {
-                        return Err(loc.key("through").err(
+                let through_name =
+                    match opt_string(map, "through", loc)? {
+                        Some(t) => t,
+                        None => return Err(loc.key("through").err(
                             "hasAndBelongsToMany needs an explicit `through` model in Portcullis",
-                        ))
-                    }
-                };
+                        )),
+                    };
                 let &through = index.get(&through_name).ok_or_else(|| {
                     loc.key("through").err(format!(
                         "through model `{through_name}` is not attached in model-config.json"
                     ))
                 })?;
                 let fk = explicit_fk.unwrap_or_else(|| default_key_for(&source_name));
-                let kt = opt_string(map, "keyThrough", loc)?.unwrap_or_else(|| default_key_for(&models[target].name));
+                let kt = opt_string(map, "keyThrough", loc)?
+                    .unwrap_or_else(|| default_key_for(&models[target].name));
                 let source_ty = models[source].id_prop().ty.clone();
                 let target_ty = models[target].id_prop().ty.clone();
                 ensure_key_property(&mut models[through], &fk, source_ty);
@@ -1300,7 +1417,10 @@ impl Loader {
                         .get("paths")
                         .map(|p| match p {
                             Value::String(s) => vec![s.clone()],
-                            Value::Array(a) => a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect(),
+                            Value::Array(a) => a
+                                .iter()
+                                .filter_map(|v| v.as_str().map(str::to_string))
+                                .collect(),
                             _ => Vec::new(),
                         })
                         .unwrap_or_default();
@@ -1309,14 +1429,26 @@ impl Loader {
                         "loopback#static" | "serve-static" | "express#static" => {
                             let dir = match &params {
                                 Value::String(s) => s.clone(),
-                                Value::Array(a) => a.first().and_then(Value::as_str).unwrap_or_default().to_string(),
-                                _ => return Err(eloc.key("params").err("expected the folder to serve")),
+                                Value::Array(a) => a
+                                    .first()
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_string(),
+                                _ => {
+                                    return Err(eloc
+                                        .key("params")
+                                        .err("expected the folder to serve"))
+                                }
                             };
                             let dir = match dir.strip_prefix("$!") {
                                 Some(rel) => self.server.join(rel),
                                 None => self.root.join(dir),
                             };
-                            for mount in if paths.is_empty() { vec!["/".to_string()] } else { paths.clone() } {
+                            for mount in if paths.is_empty() {
+                                vec!["/".to_string()]
+                            } else {
+                                paths.clone()
+                            } {
                                 out.push(Middleware::Static {
                                     mount,
                                     dir: dir.clone(),
@@ -1325,22 +1457,32 @@ impl Loader {
                             continue;
                         }
                         "loopback#urlNotFound" => Middleware::UrlNotFound,
-                        "strong-error-handler" | "loopback#errorHandler" => Middleware::ErrorHandler {
-                            debug: params.get("debug").and_then(Value::as_bool).unwrap_or(false),
-                        },
+                        "strong-error-handler" | "loopback#errorHandler" => {
+                            Middleware::ErrorHandler {
+                                debug: params
+                                    .get("debug")
+                                    .and_then(Value::as_bool)
+                                    .unwrap_or(false),
+                            }
+                        }
                         "compression" => Middleware::Compression,
                         "cors" => Middleware::Cors { params },
                         "loopback#favicon" | "serve-favicon" => Middleware::Favicon,
                         "loopback#token" => Middleware::Token { params },
                         "loopback#rest" => Middleware::Rest,
-                        "loopback-context#per-request" | "loopback#context" | "body-parser#json"
+                        "loopback-context#per-request"
+                        | "loopback#context"
+                        | "body-parser#json"
                         | "body-parser#urlencoded" => continue,
                         _ if base_name == "helmet" => Middleware::Helmet {
                             name: name.split('#').nth(1).unwrap_or("default").to_string(),
                             params,
                         },
                         _ => {
-                            let message = format!("{}: unknown middleware `{name}` is ignored", eloc.describe());
+                            let message = format!(
+                                "{}: unknown middleware `{name}` is ignored",
+                                eloc.describe()
+                            );
                             self.warn(message);
                             continue;
                         }
@@ -1352,7 +1494,9 @@ impl Loader {
         Ok(out)
     }
 
-    fn load_components(&mut self) -> Result<(Option<ExplorerConfig>, Map<String, Value>), LoadError> {
+    fn load_components(
+        &mut self,
+    ) -> Result<(Option<ExplorerConfig>, Map<String, Value>), LoadError> {
         let file = self.server.join("component-config.json");
         let default_explorer = Some(ExplorerConfig {
             mount_path: "/explorer".into(),
@@ -1384,7 +1528,12 @@ impl Loader {
 /// The key LoopBack uses when model-config ACLs replace static ones.
 fn acl_key(value: &Value) -> (Value, Value, Value, Value) {
     let get = |k: &str| value.get(k).cloned().unwrap_or(Value::Null);
-    (get("property"), get("accessType"), get("principalType"), get("principalId"))
+    (
+        get("property"),
+        get("accessType"),
+        get("principalType"),
+        get("principalId"),
+    )
 }
 
 /// Adds a relation key property when the model does not declare it, as LoopBack does.
@@ -1417,7 +1566,10 @@ fn postgres_url(ds: &Map<String, Value>, loc: &Loc) -> Result<String, LoadError>
         return Ok(url);
     }
     let host = opt_string(ds, "host", loc)?.unwrap_or_else(|| "localhost".into());
-    let port = ds.get("port").and_then(|p| p.as_u64().or_else(|| p.as_str()?.parse().ok())).unwrap_or(5432);
+    let port = ds
+        .get("port")
+        .and_then(|p| p.as_u64().or_else(|| p.as_str()?.parse().ok()))
+        .unwrap_or(5432);
     let database = opt_string(ds, "database", loc)?.unwrap_or_else(|| "postgres".into());
     let user = opt_string(ds, "user", loc)?.or(opt_string(ds, "username", loc)?);
     let password = opt_string(ds, "password", loc)?;
@@ -1435,7 +1587,9 @@ fn parse_size(value: &Value) -> Option<usize> {
         Value::Number(n) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
         Value::String(s) => {
             let s = s.trim().to_ascii_lowercase();
-            let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+            let split = s
+                .find(|c: char| !c.is_ascii_digit() && c != '.')
+                .unwrap_or(s.len());
             let (num, unit) = s.split_at(split);
             let num: f64 = num.parse().ok()?;
             let mult = match unit.trim() {

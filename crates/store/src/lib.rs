@@ -1,1 +1,320 @@
-//! Storage.
+//! Storage back ends behind one [`Store`] API. Every datasource an app's models use becomes
+//! one SQLite database (a file, or memory optionally mirrored to LoopBack's memory-store
+//! JSON file); the typed filter AST from `portcullis-query` is compiled to SQL with
+//! sea-query, every value a bound parameter.
+//!
+//! Storage forms: string TEXT, number NUMERIC (a generated number id is an
+//! `INTEGER PRIMARY KEY AUTOINCREMENT`), boolean INTEGER 0/1, date TEXT in the fixed-width
+//! `toISOString()` form (so text order is time order), object/array/any JSON TEXT. Loose
+//! models keep undeclared properties as a JSON object in the `__extra` column.
+//!
+//! Modules: `dialect` (what differs between SQL engines), `compile` (filter AST to SQL),
+//! `codec` (value conversions), `ops` (the operations over one connection), `migrate`
+//! (schema autoupdate), `sqlite` (connections, pool, errors), `memfile` (the JSON mirror),
+//! `dates`.
+
+mod codec;
+mod compile;
+mod dates;
+mod dialect;
+mod memfile;
+mod migrate;
+mod ops;
+mod sqlite;
+
+use std::sync::Arc;
+
+use portcullis_query::{Filter, Scalar, Where};
+use portcullis_schema::{App, Connector, ModelId};
+
+use crate::ops::Ops;
+use crate::sqlite::Db;
+
+/// One model instance: property name to JSON value.
+pub type Record = serde_json::Map<String, serde_json::Value>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique index refused the write (maps to HTTP 422 uniqueness).
+    #[error("a `{model}` with this {} already exists", property.as_deref().unwrap_or("key"))]
+    UniqueViolation {
+        model: String,
+        property: Option<String>,
+    },
+    /// The where clause of upsertWithWhere matched several rows (HTTP 400).
+    #[error("there are multiple instances found with the given where clause")]
+    MultipleMatches,
+    /// A value the database cannot take (HTTP 400), e.g. an id of the wrong type.
+    #[error("invalid value: {0}")]
+    Invalid(String),
+    /// The database cannot be reached or is busy beyond the timeout (HTTP 503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (HTTP 500; message is logged, never shown).
+    #[error("storage error: {0}")]
+    Internal(String),
+}
+
+struct Inner {
+    app: Arc<App>,
+    dbs: Vec<Db>,
+    /// Per model (by `ModelId`), the index into `dbs` of its database.
+    model_db: Vec<Option<usize>>,
+}
+
+/// The handle to every database of an app. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+fn open_blocking(app: Arc<App>) -> Result<Store, StoreError> {
+    let mut dbs = Vec::new();
+    let mut model_db = vec![None; app.models.len()];
+    for ds in app.datasources.values() {
+        let models: Vec<ModelId> = app
+            .models
+            .iter()
+            .filter(|m| m.is_persisted() && app.datasource_of(m).is_some_and(|d| d.name == ds.name))
+            .map(|m| m.id)
+            .collect();
+        let db = match &ds.connector {
+            Connector::Mail { .. } => continue,
+            Connector::Postgres { .. } if models.is_empty() => continue,
+            Connector::Postgres { .. } => {
+                return Err(StoreError::Invalid(format!(
+                    "the postgresql connector is not available yet (datasource `{}`); use sqlite or memory",
+                    ds.name
+                )))
+            }
+            Connector::Sqlite { file } => Db::open_file(file, &app, models.clone())?,
+            Connector::Memory { file } => Db::open_memory(file.as_deref(), &app, models.clone())?,
+        };
+        for m in &models {
+            if let Some(slot) = model_db.get_mut(m.0) {
+                *slot = Some(dbs.len());
+            }
+        }
+        dbs.push(db);
+    }
+    Ok(Store {
+        inner: Arc::new(Inner { app, dbs, model_db }),
+    })
+}
+
+fn joined<T>(r: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result<T, StoreError> {
+    r.unwrap_or_else(|e| Err(StoreError::Internal(format!("storage task failed: {e}"))))
+}
+
+impl Store {
+    /// Opens every datasource the app's models use and brings the schema up to date.
+    pub async fn open(app: Arc<App>) -> Result<Store, StoreError> {
+        joined(tokio::task::spawn_blocking(move || open_blocking(app)).await)
+    }
+
+    fn db(inner: &Inner, model: ModelId) -> Result<&Db, StoreError> {
+        inner
+            .model_db
+            .get(model.0)
+            .copied()
+            .flatten()
+            .and_then(|i| inner.dbs.get(i))
+            .ok_or_else(|| {
+                let name = inner
+                    .app
+                    .models
+                    .get(model.0)
+                    .map_or("?", |m| m.name.as_str());
+                StoreError::Invalid(format!("model `{name}` is not stored in any database"))
+            })
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        model: ModelId,
+        f: impl FnOnce(&Ops<'_>, &rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let ops = Ops {
+                    app: &inner.app,
+                    d: sqlite::dialect(),
+                };
+                Self::db(&inner, model)?.read(|conn| f(&ops, conn))
+            })
+            .await,
+        )
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        model: ModelId,
+        f: impl FnOnce(&Ops<'_>, &rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        joined(
+            tokio::task::spawn_blocking(move || {
+                let ops = Ops {
+                    app: &inner.app,
+                    d: sqlite::dialect(),
+                };
+                Self::db(&inner, model)?.write(&ops, |conn| f(&ops, conn))
+            })
+            .await,
+        )
+    }
+
+    pub async fn find(&self, model: ModelId, filter: &Filter) -> Result<Vec<Record>, StoreError> {
+        let filter = filter.clone();
+        self.read(model, move |ops, c| ops.find(c, model, &filter))
+            .await
+    }
+
+    pub async fn find_one(
+        &self,
+        model: ModelId,
+        filter: &Filter,
+    ) -> Result<Option<Record>, StoreError> {
+        let mut filter = filter.clone();
+        filter.limit = Some(1);
+        self.read(model, move |ops, c| {
+            Ok(ops.find(c, model, &filter)?.into_iter().next())
+        })
+        .await
+    }
+
+    pub async fn find_by_id(
+        &self,
+        model: ModelId,
+        id: &Scalar,
+        filter: Option<&Filter>,
+    ) -> Result<Option<Record>, StoreError> {
+        let id = id.clone();
+        let filter = filter.cloned();
+        self.read(model, move |ops, c| {
+            ops.find_by_id(c, model, &id, filter.as_ref())
+        })
+        .await
+    }
+
+    pub async fn exists(&self, model: ModelId, id: &Scalar) -> Result<bool, StoreError> {
+        let id = id.clone();
+        self.read(model, move |ops, c| {
+            let model_ref = ops.model(model)?;
+            let f = Filter {
+                fields: Some(vec![model_ref.id_name().to_string()]),
+                ..Filter::default()
+            };
+            Ok(ops.find_by_id(c, model, &id, Some(&f))?.is_some())
+        })
+        .await
+    }
+
+    pub async fn count(&self, model: ModelId, where_: Option<&Where>) -> Result<u64, StoreError> {
+        let w = where_.cloned();
+        self.read(model, move |ops, c| ops.count(c, model, w.as_ref()))
+            .await
+    }
+
+    /// All rows in one transaction: all stored or none. Returns the stored rows (generated ids, defaults).
+    pub async fn create(
+        &self,
+        model: ModelId,
+        rows: Vec<Record>,
+    ) -> Result<Vec<Record>, StoreError> {
+        self.write(model, move |ops, c| ops.create(c, model, rows))
+            .await
+    }
+
+    /// Patch: only the given properties change. None if no such row.
+    pub async fn update_by_id(
+        &self,
+        model: ModelId,
+        id: &Scalar,
+        patch: Record,
+    ) -> Result<Option<Record>, StoreError> {
+        let id = id.clone();
+        self.write(model, move |ops, c| {
+            ops.update_by_id(c, model, &id, &patch, false)
+        })
+        .await
+    }
+
+    /// Replace: properties absent from `data` become NULL (the id is kept). None if no such row.
+    pub async fn replace_by_id(
+        &self,
+        model: ModelId,
+        id: &Scalar,
+        data: Record,
+    ) -> Result<Option<Record>, StoreError> {
+        let id = id.clone();
+        self.write(model, move |ops, c| {
+            ops.update_by_id(c, model, &id, &data, true)
+        })
+        .await
+    }
+
+    /// Upsert by the id in `data` (patch if it exists, else create), atomically.
+    pub async fn patch_or_create(
+        &self,
+        model: ModelId,
+        data: Record,
+    ) -> Result<Record, StoreError> {
+        self.write(model, move |ops, c| ops.upsert(c, model, data, false))
+            .await
+    }
+
+    /// Upsert by the id in `data` (replace if it exists, else create), atomically.
+    pub async fn replace_or_create(
+        &self,
+        model: ModelId,
+        data: Record,
+    ) -> Result<Record, StoreError> {
+        self.write(model, move |ops, c| ops.upsert(c, model, data, true))
+            .await
+    }
+
+    /// One match: patch it; none: create `data`; more than one: StoreError::MultipleMatches.
+    pub async fn upsert_with_where(
+        &self,
+        model: ModelId,
+        where_: Option<&Where>,
+        data: Record,
+    ) -> Result<Record, StoreError> {
+        let w = where_.cloned();
+        self.write(model, move |ops, c| {
+            ops.upsert_with_where(c, model, w.as_ref(), data)
+        })
+        .await
+    }
+
+    pub async fn update_all(
+        &self,
+        model: ModelId,
+        where_: Option<&Where>,
+        patch: Record,
+    ) -> Result<u64, StoreError> {
+        let w = where_.cloned();
+        self.write(model, move |ops, c| {
+            ops.update_all(c, model, w.as_ref(), &patch)
+        })
+        .await
+    }
+
+    pub async fn delete_by_id(&self, model: ModelId, id: &Scalar) -> Result<u64, StoreError> {
+        let id = id.clone();
+        self.write(model, move |ops, c| ops.delete_by_id(c, model, &id))
+            .await
+    }
+
+    pub async fn delete_all(
+        &self,
+        model: ModelId,
+        where_: Option<&Where>,
+    ) -> Result<u64, StoreError> {
+        let w = where_.cloned();
+        self.write(model, move |ops, c| ops.delete(c, model, w.as_ref()))
+            .await
+    }
+}

@@ -1,0 +1,300 @@
+//! Assembles the axum application from a compiled app: the REST API under its root, the
+//! middleware LoopBack apps declare in `middleware.json` (static files, CORS, compression,
+//! helmet headers, urlNotFound), request logging, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use portcullis_schema::{App, Middleware};
+use portcullis_store::Store;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::access::RoleResolver;
+use crate::error::{error_response, ApiError};
+use crate::mail::Mailer;
+use crate::rest::{self, Extensions, RestState};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Store(#[from] portcullis_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot load access rules: {0}")]
+    Access(String),
+    #[error("server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A running configuration: the router plus what tests and the CLI need to know.
+pub struct Server {
+    pub router: Router,
+    pub app: Arc<App>,
+    pub store: Store,
+}
+
+/// Builds a server from an app, with the Rust extension points (role resolvers, mail).
+pub struct ServerBuilder {
+    app: App,
+    ext: Extensions,
+}
+
+impl ServerBuilder {
+    pub fn new(app: App) -> Self {
+        Self {
+            app,
+            ext: Extensions::default(),
+        }
+    }
+
+    /// Registers a custom role, usable as a `ROLE` principal in ACLs (LoopBack's
+    /// `Role.registerResolver`).
+    pub fn register_role_resolver(
+        mut self,
+        name: impl Into<String>,
+        resolver: impl RoleResolver + 'static,
+    ) -> Self {
+        self.ext.resolvers.insert(name.into(), Arc::new(resolver));
+        self
+    }
+
+    /// Sends verification and reset mails through `mailer` instead of the log.
+    pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
+        self.ext.mailer = Some(mailer);
+        self
+    }
+
+    /// Opens the store (creating or updating tables), loads the ACL table and role
+    /// memberships, and builds the router.
+    pub async fn build(self) -> Result<Server, StartError> {
+        let app = Arc::new(self.app);
+        let store = Store::open(app.clone()).await?;
+        let state = Arc::new(RestState::new(app.clone(), store.clone(), self.ext));
+        state
+            .access
+            .reload(&store)
+            .await
+            .map_err(|e| StartError::Access(e.message))?;
+        let router = router(state);
+        Ok(Server { router, app, store })
+    }
+}
+
+impl Server {
+    /// A server with no Rust extensions.
+    pub async fn build(app: App) -> Result<Server, StartError> {
+        ServerBuilder::new(app).build().await
+    }
+
+    /// Serves until SIGINT or SIGTERM, then finishes in-flight requests.
+    pub async fn serve(self, addr: SocketAddr) -> Result<(), StartError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        self.serve_on(listener, shutdown_signal()).await
+    }
+
+    /// Serves on an already bound listener until `shutdown` completes.
+    pub async fn serve_on(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        if let Ok(local) = listener.local_addr() {
+            tracing::info!(
+                "Web server listening at: http://{local}{}",
+                self.app.config.rest_api_root
+            );
+        }
+        axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(StartError::Serve)
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// Builds the full router over a prepared REST state.
+pub fn router(rest_state: Arc<RestState>) -> Router {
+    let app = rest_state.app.clone();
+    let rest_root = app.config.rest_api_root.clone();
+    let rest = Router::new().fallback(rest::handle).with_state(rest_state);
+    let mut router = if rest_root.is_empty() || rest_root == "/" {
+        rest
+    } else {
+        Router::new().nest(&rest_root, rest)
+    };
+
+    let mut root_static = None;
+    for m in &app.middleware {
+        if let Middleware::Static { mount, dir } = m {
+            let service = ServeDir::new(dir).append_index_html_on_directories(true);
+            if mount == "/" || mount.is_empty() {
+                root_static = Some(service);
+            } else {
+                router = router.nest_service(mount, service);
+            }
+        }
+    }
+    router = match root_static {
+        Some(service) => router.fallback_service(service.fallback(tower::service_fn(
+            |req: Request| async move {
+                Ok::<_, std::convert::Infallible>(url_not_found(req.method(), req.uri().path()))
+            },
+        ))),
+        None => router
+            .fallback(|req: Request| async move { url_not_found(req.method(), req.uri().path()) }),
+    };
+    router = router.layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    ));
+
+    for m in &app.middleware {
+        match m {
+            Middleware::Helmet { name, params } => {
+                for (header, value) in helmet_headers(name, params) {
+                    router = router.layer(SetResponseHeaderLayer::overriding(header, value));
+                }
+            }
+            Middleware::Cors { params } => router = router.layer(cors_layer(params)),
+            Middleware::Compression => {
+                router = router.layer(tower_http::compression::CompressionLayer::new());
+            }
+            _ => {}
+        }
+    }
+    router.layer(middleware::from_fn(log_request))
+}
+
+/// LoopBack's `urlNotFound`: a 404 in the error envelope.
+fn url_not_found(method: &Method, path: &str) -> Response {
+    error_response(
+        &ApiError::not_found(format!("Cannot {} {path}", method.as_str())),
+        false,
+    )
+}
+
+/// One log line per request. The query string is left out: it can carry access tokens.
+async fn log_request(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    tracing::info!(
+        target: "portcullis::http",
+        %method,
+        path,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    response.into_response()
+}
+
+fn cors_layer(params: &serde_json::Value) -> CorsLayer {
+    let max_age = params
+        .get("maxAge")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(86400);
+    let credentials = params
+        .get("credentials")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(true);
+    let mut layer = CorsLayer::new()
+        .allow_methods(tower_http::cors::AllowMethods::mirror_request())
+        .allow_headers(tower_http::cors::AllowHeaders::mirror_request())
+        .max_age(std::time::Duration::from_secs(max_age));
+    layer = match params.get("origin") {
+        Some(serde_json::Value::String(o)) if o != "*" => match HeaderValue::from_str(o) {
+            Ok(v) => layer.allow_origin(AllowOrigin::exact(v)),
+            Err(_) => layer.allow_origin(AllowOrigin::mirror_request()),
+        },
+        _ => layer.allow_origin(AllowOrigin::mirror_request()),
+    };
+    layer.allow_credentials(credentials)
+}
+
+fn helmet_headers(name: &str, params: &serde_json::Value) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out = Vec::new();
+    let mut add = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            out.push((HeaderName::from_static(name), v));
+        }
+    };
+    match name {
+        "frameguard" => {
+            // helmet takes the action as `{action}` or as the first positional parameter.
+            let action = params
+                .get("action")
+                .or_else(|| params.get(0))
+                .and_then(|v| v.as_str())
+                .unwrap_or("sameorigin");
+            add("x-frame-options", action.to_ascii_uppercase());
+        }
+        "noSniff" => add("x-content-type-options", "nosniff".into()),
+        "xssFilter" => add("x-xss-protection", "1; mode=block".into()),
+        "ieNoOpen" => add("x-download-options", "noopen".into()),
+        "hsts" => {
+            let max_age = params
+                .get("maxAge")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(15_552_000);
+            let sub = params
+                .get("includeSubdomains")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(true);
+            add(
+                "strict-transport-security",
+                if sub {
+                    format!("max-age={max_age}; includeSubDomains")
+                } else {
+                    format!("max-age={max_age}")
+                },
+            );
+        }
+        _ => {}
+    }
+    out
+}

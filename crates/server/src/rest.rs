@@ -1,0 +1,1045 @@
+//! The REST handler: resolves a request under the REST root to a model and remote method,
+//! builds its arguments the way strong-remoting does, runs the built-in PersistedModel and
+//! relation behaviour against the store, and writes LoopBack's response shapes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use percent_encoding::percent_decode_str;
+use portcullis_query::{Filter, Op, PropRef, Scalar, Where};
+use portcullis_schema::{App, Model, ModelId, Relation, RelationKind};
+use portcullis_store::{Record, Store};
+use serde_json::{json, Map, Value};
+
+use crate::access::{AccessControl, AccessInput, RoleResolver};
+use crate::body::read_body;
+use crate::error::{store_error, ApiError};
+use crate::instance::{prepare, shape_output, WriteContext, WriteMode};
+use crate::mail::{LogMailer, Mailer};
+use crate::route::{match_route, model_methods, Action, RelOp, RemoteMethod, Verb};
+use crate::secrets::Hasher;
+use crate::throttle::{LoginThrottle, ThrottleConfig};
+use crate::token::{self, extract_token, Token, TokenCache, TokenOptions, TokenState};
+
+/// Everything a request needs, built once at start-up.
+pub struct RestState {
+    pub app: Arc<App>,
+    pub store: Store,
+    /// Remote methods per public model, keyed by lower-cased URL segment.
+    models: HashMap<String, (ModelId, Vec<RemoteMethod>)>,
+    pub body_limit: usize,
+    pub error_debug: bool,
+    pub access: AccessControl,
+    pub tokens: TokenCache,
+    pub token_options: TokenOptions,
+    pub token_model: Option<ModelId>,
+    /// Tokens name their user model when an app has several.
+    pub several_user_models: bool,
+    pub allow_eternal_tokens: bool,
+    pub hasher: Hasher,
+    pub mailer: Arc<dyn Mailer>,
+    pub throttle: LoginThrottle,
+    /// Held while a user row is checked for uniqueness and written.
+    pub user_writes: tokio::sync::Mutex<()>,
+}
+
+/// Extension points given to [`RestState::new`] by the app builder.
+#[derive(Default)]
+pub struct Extensions {
+    pub resolvers: HashMap<String, Arc<dyn RoleResolver>>,
+    pub mailer: Option<Arc<dyn Mailer>>,
+}
+
+impl RestState {
+    pub fn new(app: Arc<App>, store: Store, ext: Extensions) -> Self {
+        let models = app
+            .public_models()
+            .map(|m| (m.http_path.to_ascii_lowercase(), (m.id, model_methods(m))))
+            .collect();
+        let user_models: Vec<&Model> = app
+            .models
+            .iter()
+            .filter(|m| m.is_user_model() && !m.builtin)
+            .collect();
+        let allow_eternal_tokens = app
+            .user_model()
+            .and_then(|m| m.setting_bool("allowEternalTokens"))
+            .unwrap_or(false);
+        let mailer = ext.mailer.unwrap_or_else(|| {
+            if app.public_models().any(Model::is_user_model) {
+                tracing::warn!("no mail transport configured: verification and reset mails are written to the log (development only)");
+            }
+            Arc::new(LogMailer)
+        });
+        Self {
+            access: AccessControl::new(&app, ext.resolvers),
+            tokens: TokenCache::default(),
+            token_options: TokenOptions::from_app(&app),
+            token_model: app.model_id("AccessToken"),
+            several_user_models: user_models.len() > 1,
+            allow_eternal_tokens,
+            hasher: Hasher::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2)
+                    .div_ceil(2),
+            ),
+            mailer,
+            throttle: LoginThrottle::new(ThrottleConfig::from_config(&app.config.raw)),
+            user_writes: tokio::sync::Mutex::new(()),
+            body_limit: app.config.body_limit,
+            error_debug: app.config.error_debug,
+            models,
+            app,
+            store,
+        }
+    }
+}
+
+/// The arguments of one invocation.
+pub struct Invocation<'a> {
+    pub state: &'a RestState,
+    pub model: &'a Model,
+    pub id: Option<String>,
+    pub fk: Option<String>,
+    pub query: Map<String, Value>,
+    pub headers: &'a HeaderMap,
+    pub body: Option<Value>,
+    pub write_ctx: WriteContext,
+    /// HEAD routes answer with a status and no body.
+    pub head: bool,
+    /// The caller's valid token, if any.
+    pub token: Option<Arc<Token>>,
+    pub peer: Option<SocketAddr>,
+}
+
+/// What a method produced.
+pub enum Outcome {
+    Json(Value),
+    /// A status with an empty body (HEAD).
+    Empty(StatusCode),
+    NoContent,
+    /// 302 to a same-site path.
+    Redirect(String),
+}
+
+pub async fn handle(State(state): State<Arc<RestState>>, request: Request) -> Response {
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let (parts, body) = request.into_parts();
+    match dispatch(
+        &state,
+        &parts.method,
+        &parts.uri,
+        &parts.headers,
+        peer,
+        body,
+    )
+    .await
+    {
+        Ok(Outcome::Json(value)) => json_response(StatusCode::OK, &value),
+        Ok(Outcome::Empty(status)) => status.into_response(),
+        Ok(Outcome::NoContent) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Outcome::Redirect(to)) => match HeaderValue::from_str(&to) {
+            Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
+            Err(_) => crate::error::error_response(
+                &ApiError::bad_request("invalid redirect"),
+                state.error_debug,
+            ),
+        },
+        Err(e) => {
+            if e.status >= 500 {
+                tracing::error!(
+                    status = e.status,
+                    cause = e.internal.as_deref().unwrap_or(&e.message),
+                    "request failed"
+                );
+            }
+            crate::error::error_response(&e, state.error_debug)
+        }
+    }
+}
+
+pub fn json_response(status: StatusCode, value: &Value) -> Response {
+    let mut response = (status, value.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+async fn dispatch(
+    state: &RestState,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    body: Body,
+) -> Result<Outcome, ApiError> {
+    let path = uri.path();
+    let verb = Verb::from_http(method);
+    let query = portcullis_query::parse_query_string(uri.query().unwrap_or(""));
+    // The token comes first, as in LoopBack: an expired one fails even an unknown route.
+    let raw_token = extract_token(&query, None, headers, &state.token_options);
+    let token_state = match state.token_model {
+        Some(tm) => {
+            token::resolve(
+                raw_token.as_deref(),
+                &state.store,
+                tm,
+                &state.tokens,
+                state.allow_eternal_tokens,
+            )
+            .await?
+        }
+        None => TokenState::Anonymous,
+    };
+    let token = token_state.token().cloned();
+    let no_route = || {
+        ApiError::not_found(format!(
+            "There is no method to handle {} {path}",
+            method.as_str()
+        ))
+    };
+    let mut segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    if let Some(literal) = &state.token_options.current_user_literal {
+        if segments.iter().any(|s| s == literal) {
+            let uid = token
+                .as_ref()
+                .and_then(|t| t.user_id_string())
+                .ok_or_else(|| {
+                    ApiError::new(401, "Authorization Required").code("AUTHORIZATION_REQUIRED")
+                })?;
+            for s in segments.iter_mut().filter(|s| *s == literal) {
+                *s = uid.clone();
+            }
+        }
+    }
+    let (first, rest) = segments.split_first().ok_or_else(no_route)?;
+    let (model_id, methods) = state
+        .models
+        .get(&first.to_ascii_lowercase())
+        .ok_or_else(no_route)?;
+    let model = state.app.model(*model_id);
+    let rest_path = format!("/{}", rest.join("/"));
+    let matched = verb
+        .and_then(|v| match_route(methods, v, rest))
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "Shared class \"{}\" has no method handling {} {rest_path}",
+                model.name,
+                method.as_str()
+            ))
+        })?;
+    let body = read_body(headers, body, state.body_limit).await?;
+    let input = AccessInput {
+        model,
+        method: matched.method,
+        token: token.as_deref(),
+        model_id: matched.id.as_deref(),
+        body: body.as_ref(),
+    };
+    if let Some(decision) = state.access.check(&state.app, &state.store, &input).await? {
+        if !decision.allowed {
+            return Err(state.access.denial(model, token.is_some()));
+        }
+    }
+    let write_ctx = WriteContext {
+        user_id: token.as_ref().and_then(|t| t.user_id.clone()),
+    };
+    let inv = Invocation {
+        state,
+        model,
+        id: matched.id,
+        fk: matched.fk,
+        query,
+        headers,
+        body,
+        write_ctx,
+        head: verb == Some(Verb::Head),
+        token,
+        peer,
+    };
+    let outcome = run(&inv, matched.method.action).await?;
+    if matched.method.access_type != portcullis_authz::AccessType::Read
+        && state.access.is_access_model(model.id)
+    {
+        state.access.reload(&state.store).await?;
+    }
+    Ok(outcome)
+}
+
+async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> {
+    let model = inv.model;
+    let store = &inv.state.store;
+    let err = |e| store_error(&model.name, e);
+    match action {
+        Action::Find => {
+            let filter = inv.filter()?;
+            let rows = store.find(model.id, &filter).await.map_err(err)?;
+            Ok(Outcome::Json(inv.shape_all(model, rows)))
+        }
+        Action::FindOne => {
+            let filter = inv.filter()?;
+            match store.find_one(model.id, &filter).await.map_err(err)? {
+                Some(row) => Ok(Outcome::Json(inv.shape(model, row))),
+                None => Err(ApiError::model_not_found(format!(
+                    "Unknown \"{}\" id \"undefined\".",
+                    model.name
+                ))),
+            }
+        }
+        Action::FindById => {
+            let raw = inv.raw_id();
+            let filter = inv.filter()?;
+            let found = match inv.id_scalar(model) {
+                Some(id) => store
+                    .find_by_id(model.id, &id, Some(&filter))
+                    .await
+                    .map_err(err)?,
+                None => None,
+            };
+            match found {
+                Some(row) => Ok(Outcome::Json(inv.shape(model, row))),
+                None => Err(ApiError::model_not_found(format!(
+                    "Unknown \"{}\" id \"{raw}\".",
+                    model.name
+                ))),
+            }
+        }
+        Action::Exists => {
+            let exists = match inv.id_scalar(model) {
+                Some(id) => store.exists(model.id, &id).await.map_err(err)?,
+                None => false,
+            };
+            if inv.is_head() {
+                return Ok(Outcome::Empty(if exists {
+                    StatusCode::OK
+                } else {
+                    StatusCode::NOT_FOUND
+                }));
+            }
+            Ok(Outcome::Json(json!({ "exists": exists })))
+        }
+        Action::Count => {
+            let where_ = inv.where_arg("where")?;
+            let count = store.count(model.id, where_.as_ref()).await.map_err(err)?;
+            Ok(Outcome::Json(json!({ "count": count })))
+        }
+        Action::Create => {
+            let data = inv.body_or_empty();
+            let items: Vec<&Value> = match &data {
+                Value::Array(items) => items.iter().collect(),
+                single => vec![single],
+            };
+            let _guard = inv.user_guard(model).await;
+            let mut rows = Vec::with_capacity(items.len());
+            for item in &items {
+                rows.push(
+                    inv.prepare_row(model, item, WriteMode::Create, None)
+                        .await?,
+                );
+            }
+            let created = store.create(model.id, rows).await.map_err(err)?;
+            if data.is_array() {
+                Ok(Outcome::Json(inv.shape_all(model, created)))
+            } else {
+                let row = created
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ApiError::internal("create returned no row"))?;
+                Ok(Outcome::Json(inv.shape(model, row)))
+            }
+        }
+        Action::PatchOrCreate | Action::ReplaceOrCreate => {
+            let data = inv.body_or_empty();
+            let id = data.get(model.id_name()).filter(|v| !v.is_null()).cloned();
+            let existing = match id.as_ref().and_then(|v| id_from_json(model, v)) {
+                Some(id) => store.exists(model.id, &id).await.map_err(err)?,
+                None => false,
+            };
+            let _guard = inv.user_guard(model).await;
+            let row = if existing {
+                let mode = if action == Action::PatchOrCreate {
+                    WriteMode::Patch
+                } else {
+                    WriteMode::Replace
+                };
+                let mut row = inv.prepare_row(model, &data, mode, id.as_ref()).await?;
+                if let Some(id) = id {
+                    row.insert(model.id_name().to_string(), id);
+                }
+                row
+            } else {
+                inv.prepare_row(model, &data, WriteMode::Create, None)
+                    .await?
+            };
+            let saved = if action == Action::PatchOrCreate {
+                store.patch_or_create(model.id, row).await
+            } else {
+                store.replace_or_create(model.id, row).await
+            }
+            .map_err(err)?;
+            Ok(Outcome::Json(inv.shape(model, saved)))
+        }
+        Action::UpsertWithWhere => {
+            let where_ = inv.where_arg("where")?;
+            let data = inv.body_or_empty();
+            let _guard = inv.user_guard(model).await;
+            let matches = store.count(model.id, where_.as_ref()).await.map_err(err)?;
+            if matches == 0 {
+                let row = inv
+                    .prepare_row(model, &data, WriteMode::Create, None)
+                    .await?;
+                let created = store.create(model.id, vec![row]).await.map_err(err)?;
+                let row = created
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ApiError::internal("create returned no row"))?;
+                return Ok(Outcome::Json(inv.shape(model, row)));
+            }
+            if model.is_user_model() {
+                return Err(ApiError::bad_request(
+                    "users cannot be changed by where clause; use their id",
+                ));
+            }
+            let mut row = prepare(model, &data, WriteMode::Patch, &inv.write_ctx)?;
+            row.remove(model.id_name());
+            let saved = store
+                .upsert_with_where(model.id, where_.as_ref(), row)
+                .await
+                .map_err(err)?;
+            Ok(Outcome::Json(inv.shape(model, saved)))
+        }
+        Action::UpdateAll => {
+            // LoopBack 3 answers a missing `where` with a 500; an update of every row
+            // should be asked for explicitly (`where={}`), so Portcullis refuses it.
+            if inv.object_arg("where")?.is_none() {
+                return Err(ApiError::bad_request("where is a required argument"));
+            }
+            let where_ = inv.where_arg("where")?;
+            let data = inv.body_or_empty();
+            if model.is_user_model() {
+                return Err(ApiError::bad_request(
+                    "users cannot be changed by where clause; use their id",
+                ));
+            }
+            let mut row = prepare(model, &data, WriteMode::Patch, &inv.write_ctx)?;
+            row.remove(model.id_name());
+            let count = store
+                .update_all(model.id, where_.as_ref(), row)
+                .await
+                .map_err(err)?;
+            Ok(Outcome::Json(json!({ "count": count })))
+        }
+        Action::DeleteById => {
+            let count = match inv.id_scalar(model) {
+                Some(id) => {
+                    if model.is_user_model() {
+                        // A deleted user's tokens go first, as in LoopBack.
+                        let uid = crate::instance::scalar_json(&id);
+                        crate::users::invalidate_tokens(inv, &uid, None).await?;
+                    }
+                    store.delete_by_id(model.id, &id).await.map_err(err)?
+                }
+                None => 0,
+            };
+            Ok(Outcome::Json(json!({ "count": count })))
+        }
+        Action::ReplaceById => {
+            let raw = inv.raw_id();
+            let missing = || {
+                ApiError::not_found(format!(
+                    "Could not replace. Object with id {raw} does not exist!"
+                ))
+            };
+            let id = inv.id_scalar(model).ok_or_else(missing)?;
+            if !store.exists(model.id, &id).await.map_err(err)? {
+                return Err(missing());
+            }
+            let before = store
+                .find_by_id(model.id, &id, None)
+                .await
+                .map_err(err)?
+                .ok_or_else(missing)?;
+            let data = inv.body_or_empty();
+            let _guard = inv.user_guard(model).await;
+            let self_id = before.get(model.id_name()).cloned();
+            let mut row = inv
+                .prepare_row(model, &data, WriteMode::Replace, self_id.as_ref())
+                .await?;
+            check_id_change(model, &mut row, &raw)?;
+            let saved = store
+                .replace_by_id(model.id, &id, row)
+                .await
+                .map_err(err)?
+                .ok_or_else(missing)?;
+            if model.is_user_model() {
+                crate::users::after_user_update(inv, model, &before, &saved).await?;
+            }
+            Ok(Outcome::Json(inv.shape(model, saved)))
+        }
+        Action::PatchAttributes => {
+            let (id, before) = inv.load_instance(model).await?;
+            let data = inv.body_or_empty();
+            let _guard = inv.user_guard(model).await;
+            let self_id = before.get(model.id_name()).cloned();
+            let mut row = inv
+                .prepare_row(model, &data, WriteMode::Patch, self_id.as_ref())
+                .await?;
+            check_id_change(model, &mut row, &inv.raw_id())?;
+            let saved = store
+                .update_by_id(model.id, &id, row)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| inv.instance_missing())?;
+            if model.is_user_model() {
+                crate::users::after_user_update(inv, model, &before, &saved).await?;
+            }
+            Ok(Outcome::Json(inv.shape(model, saved)))
+        }
+        Action::Relation { relation, op } => {
+            let relation = &model.relations[relation];
+            let (_, parent) = inv.load_instance(model).await?;
+            run_relation(inv, relation, op, &parent).await
+        }
+        Action::User(op) => crate::users::run_user(inv, model, op).await,
+    }
+}
+
+/// LoopBack refuses to change a forced id and otherwise ignores the id in an update body.
+fn check_id_change(model: &Model, row: &mut Record, raw_id: &str) -> Result<(), ApiError> {
+    if let Some(new_id) = row.remove(model.id_name()) {
+        let same = match &new_id {
+            Value::String(s) => s == raw_id,
+            Value::Number(n) => n.to_string() == raw_id,
+            Value::Null => true,
+            _ => false,
+        };
+        if !same && model.options.force_id {
+            return Err(ApiError::bad_request(format!(
+                "id cannot be updated from {raw_id} to {new_id} when forceId is set to true"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn id_from_json(model: &Model, value: &Value) -> Option<Scalar> {
+    let raw = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    portcullis_query::coerce_id(model, &raw)
+}
+
+fn eq(property: &str, ty: &portcullis_schema::PropType, value: Scalar) -> Where {
+    Where::Cond {
+        property: PropRef::Declared {
+            name: property.to_string(),
+            ty: ty.clone(),
+        },
+        op: Op::Eq(value),
+    }
+}
+
+/// The condition selecting the rows of `target` that belong to `parent` through `relation`.
+fn relation_scope(app: &App, relation: &Relation, parent: &Record, parent_model: &Model) -> Where {
+    let target = app.model(relation.target);
+    match relation.kind {
+        RelationKind::BelongsTo => {
+            let value = parent
+                .get(&relation.foreign_key)
+                .cloned()
+                .unwrap_or(Value::Null);
+            match id_from_json(target, &value) {
+                Some(v) => eq(&relation.primary_key, &target.id_prop().ty, v),
+                None => Where::Never,
+            }
+        }
+        RelationKind::HasMany | RelationKind::HasOne => {
+            let value = parent
+                .get(&relation.primary_key)
+                .cloned()
+                .unwrap_or(Value::Null);
+            let ty = target
+                .property(&relation.foreign_key)
+                .map(|p| p.ty.clone())
+                .unwrap_or(portcullis_schema::PropType::Any);
+            match portcullis_query::coerce_scalar(&value, &ty) {
+                Ok(v) if v != Scalar::Null => eq(&relation.foreign_key, &ty, v),
+                _ => Where::Never,
+            }
+        }
+        RelationKind::HasManyThrough | RelationKind::HasAndBelongsToMany => {
+            let (Some(through), Some(key_through)) =
+                (relation.through, relation.key_through.as_ref())
+            else {
+                return Where::Never;
+            };
+            let through_model = app.model(through);
+            let value = parent
+                .get(parent_model.id_name())
+                .cloned()
+                .unwrap_or(Value::Null);
+            let ty = through_model
+                .property(&relation.foreign_key)
+                .map(|p| p.ty.clone())
+                .unwrap_or(portcullis_schema::PropType::Any);
+            let Ok(v) = portcullis_query::coerce_scalar(&value, &ty) else {
+                return Where::Never;
+            };
+            Where::InSubquery {
+                property: PropRef::Declared {
+                    name: target.id_name().to_string(),
+                    ty: target.id_prop().ty.clone(),
+                },
+                model: through,
+                select: key_through.clone(),
+                filter: Box::new(eq(&relation.foreign_key, &ty, v)),
+            }
+        }
+    }
+}
+
+fn and_where(scope: Where, extra: Option<Where>) -> Where {
+    match extra {
+        Some(w) => scope.and(w),
+        None => scope,
+    }
+}
+
+async fn run_relation(
+    inv: &Invocation<'_>,
+    relation: &Relation,
+    op: RelOp,
+    parent: &Record,
+) -> Result<Outcome, ApiError> {
+    let app = &inv.state.app;
+    let store = &inv.state.store;
+    let target = app.model(relation.target);
+    let err = |e| store_error(&target.name, e);
+    let scope = relation_scope(app, relation, parent, inv.model);
+    let parent_key = parent
+        .get(&relation.primary_key)
+        .cloned()
+        .unwrap_or(Value::Null);
+    match op {
+        RelOp::Get => {
+            let mut filter = inv.filter_for(target)?;
+            filter.where_ = Some(and_where(scope, filter.where_.take()));
+            match relation.kind {
+                RelationKind::BelongsTo => {
+                    match store.find_one(target.id, &filter).await.map_err(err)? {
+                        Some(row) => Ok(Outcome::Json(inv.shape(target, row))),
+                        None => Ok(Outcome::Json(json!({}))),
+                    }
+                }
+                RelationKind::HasOne => {
+                    match store.find_one(target.id, &filter).await.map_err(err)? {
+                        Some(row) => Ok(Outcome::Json(inv.shape(target, row))),
+                        None => Err(ApiError::model_not_found(format!(
+                            "No \"{}\" instance(s) found",
+                            target.name
+                        ))),
+                    }
+                }
+                _ => {
+                    let rows = store.find(target.id, &filter).await.map_err(err)?;
+                    Ok(Outcome::Json(inv.shape_all(target, rows)))
+                }
+            }
+        }
+        RelOp::Count => {
+            let where_ = and_where(scope, inv.where_arg_for(target, "where")?);
+            let count = store.count(target.id, Some(&where_)).await.map_err(err)?;
+            Ok(Outcome::Json(json!({ "count": count })))
+        }
+        RelOp::FindById | RelOp::UpdateById | RelOp::DestroyById => {
+            let fk = inv.fk.clone().unwrap_or_default();
+            let missing = || {
+                ApiError::not_found(format!(
+                    "No instance with id {fk} found for {}",
+                    target.name
+                ))
+            };
+            let id = portcullis_query::coerce_id(target, &fk).ok_or_else(missing)?;
+            let where_ = scope.and(eq(target.id_name(), &target.id_prop().ty, id.clone()));
+            let mut filter = if op == RelOp::FindById {
+                inv.filter_for(target)?
+            } else {
+                Filter::default()
+            };
+            filter.where_ = Some(and_where(where_, filter.where_.take()));
+            let row = store
+                .find_one(target.id, &filter)
+                .await
+                .map_err(err)?
+                .ok_or_else(missing)?;
+            match op {
+                RelOp::FindById => Ok(Outcome::Json(inv.shape(target, row))),
+                RelOp::UpdateById => {
+                    let data = inv.body_or_empty();
+                    let mut patch = prepare(target, &data, WriteMode::Patch, &inv.write_ctx)?;
+                    check_id_change(target, &mut patch, &fk)?;
+                    keep_relation_key(relation, &mut patch, &parent_key);
+                    let saved = store
+                        .update_by_id(target.id, &id, patch)
+                        .await
+                        .map_err(err)?
+                        .ok_or_else(missing)?;
+                    Ok(Outcome::Json(inv.shape(target, saved)))
+                }
+                _ => {
+                    if let (Some(through), Some(kt)) = (relation.through, &relation.key_through) {
+                        let link = inv.link_where(relation, through, parent, kt, &fk)?;
+                        store.delete_all(through, Some(&link)).await.map_err(err)?;
+                    }
+                    store.delete_by_id(target.id, &id).await.map_err(err)?;
+                    Ok(Outcome::NoContent)
+                }
+            }
+        }
+        RelOp::Create => {
+            let data = inv.body_or_empty();
+            let mut row = prepare(target, &data, WriteMode::Create, &inv.write_ctx)?;
+            if matches!(relation.kind, RelationKind::HasMany | RelationKind::HasOne) {
+                row.insert(relation.foreign_key.clone(), parent_key.clone());
+            }
+            let created = store.create(target.id, vec![row]).await.map_err(err)?;
+            let created = created
+                .into_iter()
+                .next()
+                .ok_or_else(|| ApiError::internal("create returned no row"))?;
+            if let (Some(through), Some(kt)) = (relation.through, &relation.key_through) {
+                let mut link = Map::new();
+                link.insert(
+                    relation.foreign_key.clone(),
+                    parent
+                        .get(inv.model.id_name())
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                );
+                link.insert(
+                    kt.clone(),
+                    created
+                        .get(target.id_name())
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                );
+                store
+                    .create(through, vec![link])
+                    .await
+                    .map_err(|e| store_error(&app.model(through).name, e))?;
+            }
+            Ok(Outcome::Json(inv.shape(target, created)))
+        }
+        RelOp::Delete | RelOp::Destroy => {
+            store
+                .delete_all(target.id, Some(&scope))
+                .await
+                .map_err(err)?;
+            if let (
+                Some(through),
+                RelationKind::HasManyThrough | RelationKind::HasAndBelongsToMany,
+            ) = (relation.through, relation.kind)
+            {
+                let through_model = app.model(through);
+                let value = parent
+                    .get(inv.model.id_name())
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let ty = through_model
+                    .property(&relation.foreign_key)
+                    .map(|p| p.ty.clone())
+                    .unwrap_or(portcullis_schema::PropType::Any);
+                if let Ok(v) = portcullis_query::coerce_scalar(&value, &ty) {
+                    store
+                        .delete_all(through, Some(&eq(&relation.foreign_key, &ty, v)))
+                        .await
+                        .map_err(err)?;
+                }
+            }
+            Ok(Outcome::NoContent)
+        }
+        RelOp::Update => {
+            let filter = Filter {
+                where_: Some(scope),
+                ..Filter::default()
+            };
+            let row = store
+                .find_one(target.id, &filter)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| {
+                    ApiError::model_not_found(format!("No \"{}\" instance(s) found", target.name))
+                })?;
+            let id_value = row.get(target.id_name()).cloned().unwrap_or(Value::Null);
+            let id = id_from_json(target, &id_value)
+                .ok_or_else(|| ApiError::internal("related row without id"))?;
+            let data = inv.body_or_empty();
+            let mut patch = prepare(target, &data, WriteMode::Patch, &inv.write_ctx)?;
+            patch.remove(target.id_name());
+            keep_relation_key(relation, &mut patch, &parent_key);
+            let saved = store
+                .update_by_id(target.id, &id, patch)
+                .await
+                .map_err(err)?
+                .ok_or_else(|| {
+                    ApiError::model_not_found(format!("No \"{}\" instance(s) found", target.name))
+                })?;
+            Ok(Outcome::Json(inv.shape(target, saved)))
+        }
+        RelOp::Link | RelOp::Unlink | RelOp::ExistsLink => {
+            let (Some(through), Some(kt)) = (relation.through, relation.key_through.as_ref())
+            else {
+                return Err(ApiError::not_found("relation has no through model"));
+            };
+            let fk = inv.fk.clone().unwrap_or_default();
+            let link = inv.link_where(relation, through, parent, kt, &fk)?;
+            let through_name = &app.model(through).name;
+            let terr = |e| store_error(through_name, e);
+            match op {
+                RelOp::Link => {
+                    let target_id = portcullis_query::coerce_id(target, &fk).ok_or_else(|| {
+                        ApiError::not_found(format!(
+                            "No instance with id {fk} found for {}",
+                            target.name
+                        ))
+                    })?;
+                    if !store.exists(target.id, &target_id).await.map_err(err)? {
+                        return Err(ApiError::not_found(format!(
+                            "No instance with id {fk} found for {}",
+                            target.name
+                        )));
+                    }
+                    let data = inv.body_or_empty();
+                    let mut row = match data {
+                        Value::Object(_) => {
+                            prepare(app.model(through), &data, WriteMode::Create, &inv.write_ctx)?
+                        }
+                        _ => Map::new(),
+                    };
+                    row.insert(
+                        relation.foreign_key.clone(),
+                        parent
+                            .get(inv.model.id_name())
+                            .cloned()
+                            .unwrap_or(Value::Null),
+                    );
+                    row.insert(kt.clone(), crate::instance::scalar_json(&target_id));
+                    let created = store.create(through, vec![row]).await.map_err(terr)?;
+                    let created = created
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| ApiError::internal("create returned no row"))?;
+                    Ok(Outcome::Json(inv.shape(app.model(through), created)))
+                }
+                RelOp::Unlink => {
+                    store.delete_all(through, Some(&link)).await.map_err(terr)?;
+                    Ok(Outcome::NoContent)
+                }
+                _ => {
+                    let n = store.count(through, Some(&link)).await.map_err(terr)?;
+                    Ok(Outcome::Empty(if n > 0 {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::NOT_FOUND
+                    }))
+                }
+            }
+        }
+    }
+}
+
+/// A write through a relation cannot move the row to another parent.
+fn keep_relation_key(relation: &Relation, patch: &mut Record, parent_key: &Value) {
+    if matches!(relation.kind, RelationKind::HasMany | RelationKind::HasOne) {
+        patch.insert(relation.foreign_key.clone(), parent_key.clone());
+    }
+}
+
+impl Invocation<'_> {
+    /// Checks and coerces a body for `model`; User-derived models also get the user rules
+    /// (password hashing, email checks, uniqueness).
+    async fn prepare_row(
+        &self,
+        model: &Model,
+        data: &Value,
+        mode: WriteMode,
+        self_id: Option<&Value>,
+    ) -> Result<Record, ApiError> {
+        if model.is_user_model() {
+            if let Some(pw) = data.get("password") {
+                if !pw.as_str().is_some_and(crate::secrets::is_bcrypt_hash) {
+                    crate::users::check_password(pw)?;
+                }
+            }
+        }
+        let mut row = prepare(model, data, mode, &self.write_ctx)?;
+        if model.is_user_model() {
+            crate::users::prepare_user_row(
+                self,
+                model,
+                data,
+                &mut row,
+                mode == WriteMode::Create,
+                self_id,
+            )
+            .await?;
+        }
+        Ok(row)
+    }
+
+    /// Serialises user writes on this node, so the uniqueness check and the write cannot
+    /// interleave with another registration.
+    async fn user_guard(&self, model: &Model) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if model.is_user_model() {
+            Some(self.state.user_writes.lock().await)
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn raw_id(&self) -> String {
+        self.id.clone().unwrap_or_default()
+    }
+
+    pub(crate) fn id_scalar(&self, model: &Model) -> Option<Scalar> {
+        self.id
+            .as_deref()
+            .and_then(|raw| portcullis_query::coerce_id(model, raw))
+    }
+
+    pub(crate) fn is_head(&self) -> bool {
+        self.head
+    }
+
+    pub(crate) fn instance_missing(&self) -> ApiError {
+        ApiError::model_not_found(format!("could not find a model with id {}", self.raw_id()))
+    }
+
+    /// Prototype methods load their instance first; a missing one is LoopBack's 404.
+    pub(crate) async fn load_instance(&self, model: &Model) -> Result<(Scalar, Record), ApiError> {
+        let id = self
+            .id_scalar(model)
+            .ok_or_else(|| self.instance_missing())?;
+        let row = self
+            .state
+            .store
+            .find_by_id(model.id, &id, None)
+            .await
+            .map_err(|e| store_error(&model.name, e))?
+            .ok_or_else(|| self.instance_missing())?;
+        Ok((id, row))
+    }
+
+    /// An object argument looked up as strong-remoting does: query, then a header of the
+    /// same name.
+    pub(crate) fn object_arg(&self, name: &str) -> Result<Option<Value>, ApiError> {
+        let from_query = self.query.get(name);
+        let header = self
+            .headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .map(|s| Value::String(s.to_string()));
+        Ok(portcullis_query::object_arg(
+            from_query.or(header.as_ref()),
+        )?)
+    }
+
+    pub(crate) fn filter(&self) -> Result<Filter, ApiError> {
+        self.filter_for(self.model)
+    }
+
+    pub(crate) fn filter_for(&self, model: &Model) -> Result<Filter, ApiError> {
+        match self.object_arg("filter")? {
+            Some(v) => Ok(portcullis_query::parse_filter(
+                &self.state.app,
+                model.id,
+                &v,
+            )?),
+            None => Ok(Filter::default()),
+        }
+    }
+
+    pub(crate) fn where_arg(&self, name: &str) -> Result<Option<Where>, ApiError> {
+        self.where_arg_for(self.model, name)
+    }
+
+    pub(crate) fn where_arg_for(
+        &self,
+        model: &Model,
+        name: &str,
+    ) -> Result<Option<Where>, ApiError> {
+        match self.object_arg(name)? {
+            Some(v) => Ok(portcullis_query::parse_where(
+                &self.state.app,
+                model.id,
+                &v,
+            )?),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn body_or_empty(&self) -> Value {
+        self.body
+            .clone()
+            .unwrap_or_else(|| Value::Object(Map::new()))
+    }
+
+    pub(crate) fn link_where(
+        &self,
+        relation: &Relation,
+        through: ModelId,
+        parent: &Record,
+        key_through: &str,
+        fk: &str,
+    ) -> Result<Where, ApiError> {
+        let app = &self.state.app;
+        let through_model = app.model(through);
+        let target = app.model(relation.target);
+        let parent_id = parent
+            .get(self.model.id_name())
+            .cloned()
+            .unwrap_or(Value::Null);
+        let fk_ty = through_model
+            .property(&relation.foreign_key)
+            .map(|p| p.ty.clone())
+            .unwrap_or(portcullis_schema::PropType::Any);
+        let kt_ty = through_model
+            .property(key_through)
+            .map(|p| p.ty.clone())
+            .unwrap_or(portcullis_schema::PropType::Any);
+        let parent_v = portcullis_query::coerce_scalar(&parent_id, &fk_ty)?;
+        let target_v = portcullis_query::coerce_id(target, fk).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "No instance with id {fk} found for {}",
+                target.name
+            ))
+        })?;
+        Ok(eq(&relation.foreign_key, &fk_ty, parent_v).and(eq(key_through, &kt_ty, target_v)))
+    }
+
+    pub(crate) fn shape(&self, model: &Model, mut row: Record) -> Value {
+        shape_output(&self.state.app, model, &mut row, false);
+        Value::Object(row)
+    }
+
+    pub(crate) fn shape_all(&self, model: &Model, rows: Vec<Record>) -> Value {
+        Value::Array(rows.into_iter().map(|r| self.shape(model, r)).collect())
+    }
+}
