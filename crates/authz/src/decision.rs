@@ -136,9 +136,30 @@ pub struct Decision {
     pub trail: Vec<TrailEntry>,
     /// The roles asked of the caller, in order, with their answers.
     pub roles_asked: Vec<(String, bool)>,
+    /// Denied before any rule was looked at: the token's scopes do not include one the
+    /// method accepts (LoopBack's "Denied by scope config").
+    pub scope_denied: bool,
 }
 
 impl Decision {
+    /// A denial by scope: no rule was considered.
+    pub fn denied_by_scope(model: &str, method: &str, access_type: AccessType) -> Decision {
+        Decision {
+            model: model.to_string(),
+            method: method.to_string(),
+            access_type,
+            allowed: false,
+            permission: Permission::Deny,
+            resolved: Permission::Deny,
+            default_applied: false,
+            default_permission: None,
+            deciding: None,
+            trail: Vec::new(),
+            roles_asked: Vec::new(),
+            scope_denied: true,
+        }
+    }
+
     pub fn is_allowed(&self) -> bool {
         self.allowed
     }
@@ -185,6 +206,12 @@ impl fmt::Display for Decision {
             if self.allowed { "allowed" } else { "denied" },
             self.permission
         )?;
+        if self.scope_denied {
+            return writeln!(
+                f,
+                "  denied by scope: the token's scopes do not include one this method accepts"
+            );
+        }
         let default = self.default_permission.unwrap_or(Permission::Allow);
         match self.deciding_entry() {
             Some(e) => writeln!(

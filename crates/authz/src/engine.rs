@@ -595,6 +595,7 @@ impl<'a> Run<'a> {
             default_permission: self.default_permission,
             deciding,
             trail,
+            scope_denied: false,
             roles_asked: self
                 .memo
                 .iter()

@@ -527,9 +527,11 @@ impl Loader {
                         _ => Vec::new(),
                     },
                 },
-                other => return Err(dloc.key("connector").err(format!(
+                other => {
+                    return Err(dloc.key("connector").err(format!(
                     "unsupported connector `{other}` (supported: memory, sqlite, postgresql, mail)"
-                ))),
+                )))
+                }
             };
             out.insert(
                 name.clone(),

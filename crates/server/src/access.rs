@@ -219,6 +219,14 @@ impl AccessControl {
         if !self.enabled {
             return Ok(None);
         }
+        if !scopes_allow(input.model, &input.method.name, input.token) {
+            tracing::debug!(target: "portcullis::security", model = %input.model.name, method = %input.method.name, "denied by scope");
+            return Ok(Some(Decision::denied_by_scope(
+                &input.model.name,
+                &input.method.name,
+                input.method.access_type,
+            )));
+        }
         let principals = principals_of(app, input.token);
         let db_rules = self.db_rules.read().map(|g| g.clone()).unwrap_or_default();
         let roles = self.roles.read().map(|g| g.clone()).unwrap_or_default();
@@ -303,6 +311,28 @@ impl AccessControl {
         }
         Ok(roles.holds(role, principals))
     }
+}
+
+/// LoopBack's authorization scopes: a token (default scope `DEFAULT`) may call a method
+/// only if they share a scope. Password-reset tokens carry only `reset-password`, which
+/// only `setPassword` accepts; with `restrictResetPasswordTokenScope`, `setPassword`
+/// accepts nothing else.
+fn scopes_allow(model: &Model, method: &str, token: Option<&Token>) -> bool {
+    const DEFAULT: &str = "DEFAULT";
+    let token_scopes: Vec<&str> = match token {
+        Some(t) if !t.scopes.is_empty() => t.scopes.iter().map(String::as_str).collect(),
+        _ => vec![DEFAULT],
+    };
+    let method_scopes: &[&str] = if model.is_user_model() && method == "setPassword" {
+        if model.setting_bool("restrictResetPasswordTokenScope") == Some(true) {
+            &[crate::users::RESET_SCOPE]
+        } else {
+            &[DEFAULT, crate::users::RESET_SCOPE]
+        }
+    } else {
+        &[DEFAULT]
+    };
+    token_scopes.iter().any(|s| method_scopes.contains(s))
 }
 
 /// The principals a token carries: its user (typed USER, or the user model name when the

@@ -761,6 +761,19 @@ async fn confirm(inv: &Invocation<'_>, model: &Model) -> Result<Outcome, ApiErro
     if stored.is_empty() || !secrets_equal(stored, &token) {
         return Err(ApiError::bad_request(format!("Invalid token: {token}")).code("INVALID_TOKEN"));
     }
+    // Only same-site paths: LoopBack 3 redirects anywhere, an open redirect. Checked
+    // before the token is spent.
+    let redirect = match inv.query.get("redirect").and_then(Value::as_str) {
+        Some(r) if r.starts_with('/') && !r.starts_with("//") && !r.contains('\\') => {
+            Some(r.to_string())
+        }
+        Some(r) if !r.is_empty() => {
+            return Err(ApiError::bad_request(
+                "redirect must be a path on this site",
+            ))
+        }
+        _ => None,
+    };
     let mut patch = Map::new();
     patch.insert("verificationToken".into(), Value::Null);
     patch.insert("emailVerified".into(), Value::Bool(true));
@@ -769,16 +782,10 @@ async fn confirm(inv: &Invocation<'_>, model: &Model) -> Result<Outcome, ApiErro
         .update_by_id(model.id, &id, patch)
         .await
         .map_err(|e| store_error(&model.name, e))?;
-    match inv.query.get("redirect").and_then(Value::as_str) {
-        // Only same-site paths: LoopBack 3 redirects anywhere, an open redirect.
-        Some(r) if r.starts_with('/') && !r.starts_with("//") && !r.contains('\\') => {
-            Ok(Outcome::Redirect(r.to_string()))
-        }
-        Some(r) if !r.is_empty() => Err(ApiError::bad_request(
-            "redirect must be a path on this site",
-        )),
-        _ => Ok(Outcome::NoContent),
-    }
+    Ok(match redirect {
+        Some(r) => Outcome::Redirect(r),
+        None => Outcome::NoContent,
+    })
 }
 
 /// Requests a reset. The answer is the same whether or not the email belongs to anyone:

@@ -50,8 +50,26 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir) -> TestServer {
+        Self::start_in_with(dir, |b| b).await
+    }
+
+    /// Serves a copy of `app_dir`, letting the test add Rust extensions to the builder.
+    pub async fn start_with(
+        app_dir: &str,
+        configure: impl FnOnce(portcullis_server::ServerBuilder) -> portcullis_server::ServerBuilder,
+    ) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_dir(&workspace_root().join(app_dir), dir.path());
+        Self::start_in_with(dir, configure).await
+    }
+
+    pub async fn start_in_with(
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(portcullis_server::ServerBuilder) -> portcullis_server::ServerBuilder,
+    ) -> TestServer {
         let app = portcullis_schema::load_app(dir.path()).expect("app loads");
-        let server = portcullis_server::Server::build(app)
+        let server = configure(portcullis_server::ServerBuilder::new(app))
+            .build()
             .await
             .expect("server builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -68,7 +86,10 @@ impl TestServer {
         });
         TestServer {
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
             dir,
             shutdown: Some(tx),
             handle: Some(handle),
@@ -94,11 +115,25 @@ impl TestServer {
         body: Option<Body<'_>>,
         token: Option<&str>,
     ) -> (StatusCode, Value) {
+        let (status, _, value) = self
+            .request_full(method, path, body, token.map(|t| ("Authorization", t)))
+            .await;
+        (status, value)
+    }
+
+    /// A request with one optional extra header; returns the response headers too.
+    pub async fn request_full(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body<'_>>,
+        header: Option<(&str, &str)>,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let mut req = self
             .client
             .request(method, format!("{}{}", self.base, path));
-        if let Some(t) = token {
-            req = req.header("Authorization", t);
+        if let Some((name, value)) = header {
+            req = req.header(name, value);
         }
         req = match body {
             Some(Body::Json(v)) => req.json(v),
@@ -113,13 +148,14 @@ impl TestServer {
         };
         let res = req.send().await.expect("request sent");
         let status = res.status();
+        let headers = res.headers().clone();
         let text = res.text().await.expect("body");
         let value = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        (status, value)
+        (status, headers, value)
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
