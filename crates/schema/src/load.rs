@@ -973,6 +973,23 @@ impl Loader {
                 )?;
             }
         }
+        let user_models: Vec<bool> = models.iter().map(Model::is_user_model).collect();
+        for model in &mut models {
+            let mut keys: Vec<String> = ["userId", "owner"]
+                .into_iter()
+                .filter(|k| model.property(k).is_some())
+                .map(str::to_string)
+                .collect();
+            for r in &model.relations {
+                if r.kind == RelationKind::BelongsTo
+                    && user_models[r.target.0]
+                    && !keys.contains(&r.foreign_key)
+                {
+                    keys.push(r.foreign_key.clone());
+                }
+            }
+            model.owner_keys = keys;
+        }
         Ok(models)
     }
 
@@ -1117,6 +1134,7 @@ impl Loader {
             public: public && kind == ModelKind::Persisted,
             data_source,
             table: name.to_string(),
+            owner_keys: Vec::new(),
             file: if merged.builtin {
                 None
             } else {

@@ -218,6 +218,10 @@ pub struct Model {
     pub data_source: Option<String>,
     /// SQL table name.
     pub table: String,
+    /// Properties that decide `$owner`: `userId` / `owner` when declared, and the foreign
+    /// keys of belongsTo relations to user models. Updates cannot change them unless
+    /// `allowOwnerChange` is set.
+    pub owner_keys: Vec<String>,
     /// The file it came from (none for built-ins).
     pub file: Option<std::path::PathBuf>,
 }

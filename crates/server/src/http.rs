@@ -17,8 +17,9 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::access::RoleResolver;
+use crate::access::{BoxFuture, RoleResolver};
 use crate::error::{error_response, ApiError};
+use crate::hooks::{Operation, OperationContext, RemoteContext};
 use crate::mail::Mailer;
 use crate::rest::{self, Extensions, RestState};
 
@@ -68,6 +69,50 @@ impl ServerBuilder {
         resolver: impl RoleResolver + 'static,
     ) -> Self {
         self.ext.resolvers.insert(name.into(), Arc::new(resolver));
+        self
+    }
+
+    /// LoopBack's `Model.beforeRemote(method, hook)`: runs after authorization, before the
+    /// method; `model` and `method` may be `*`.
+    pub fn before_remote<F>(mut self, model: &str, method: &str, hook: F) -> Self
+    where
+        F: Fn(RemoteContext) -> BoxFuture<'static, Result<RemoteContext, ApiError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.ext
+            .hooks
+            .add_before_remote(model, method, Arc::new(hook));
+        self
+    }
+
+    /// LoopBack's `Model.afterRemote(method, hook)`: may change `ctx.result`.
+    pub fn after_remote<F>(mut self, model: &str, method: &str, hook: F) -> Self
+    where
+        F: Fn(RemoteContext) -> BoxFuture<'static, Result<RemoteContext, ApiError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.ext
+            .hooks
+            .add_after_remote(model, method, Arc::new(hook));
+        self
+    }
+
+    /// LoopBack's `Model.observe(operation, hook)` for `access`, `loaded`, `before save`,
+    /// `after save`, `before delete` and `after delete`; `model` may be `*`.
+    pub fn observe<F>(mut self, model: &str, operation: Operation, hook: F) -> Self
+    where
+        F: Fn(OperationContext) -> BoxFuture<'static, Result<OperationContext, ApiError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.ext
+            .hooks
+            .add_operation(model, operation, Arc::new(hook));
         self
     }
 
@@ -165,6 +210,9 @@ pub fn router(rest_state: Arc<RestState>) -> Router {
     } else {
         Router::new().nest(&rest_root, rest)
     };
+    if let Some(explorer) = crate::explorer::explorer_router(&app) {
+        router = router.merge(explorer);
+    }
 
     let mut root_static = None;
     for m in &app.middleware {

@@ -19,6 +19,26 @@ pub enum WriteMode {
     Replace,
 }
 
+/// On a replace, the properties the client may not set keep their stored values
+/// (server-set ones and, unless `allowOwnerChange`, the owner keys).
+pub fn keep_protected(model: &Model, row: &mut Record, before: &Record) {
+    for prop in &model.properties {
+        let protected = prop.server_set != ServerSet::No
+            || prop.force_default
+            || (!model.options.allow_owner_change && model.owner_keys.contains(&prop.name));
+        if protected {
+            match before.get(&prop.name) {
+                Some(v) => {
+                    row.insert(prop.name.clone(), v.clone());
+                }
+                None => {
+                    row.remove(&prop.name);
+                }
+            }
+        }
+    }
+}
+
 /// Facts about the caller that server-set properties need.
 #[derive(Debug, Clone, Default)]
 pub struct WriteContext {
@@ -45,6 +65,15 @@ pub fn prepare(
             Some(prop) => {
                 if prop.server_set != ServerSet::No || prop.force_default {
                     // Server-set: client input is ignored, never an error.
+                    continue;
+                }
+                if mode != WriteMode::Create
+                    && !model.options.allow_owner_change
+                    && model.owner_keys.contains(key)
+                {
+                    // LoopBack 3 lets an owner give a row away (or take one) by updating
+                    // its owner field; Portcullis keeps the owner unless the model sets
+                    // `allowOwnerChange`.
                     continue;
                 }
                 if prop.id

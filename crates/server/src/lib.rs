@@ -5,9 +5,12 @@
 pub mod access;
 pub mod body;
 pub mod error;
+pub mod explorer;
+pub mod hooks;
 pub mod http;
 pub mod instance;
 pub mod mail;
+pub mod openapi;
 pub mod rest;
 pub mod route;
 pub mod secrets;

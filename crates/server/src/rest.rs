@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use crate::access::{AccessControl, AccessInput, RoleResolver};
 use crate::body::read_body;
 use crate::error::{store_error, ApiError};
+use crate::hooks::{Hooks, Operation, OperationContext, RemoteContext};
 use crate::instance::{prepare, shape_output, WriteContext, WriteMode};
 use crate::mail::{LogMailer, Mailer};
 use crate::route::{match_route, model_methods, Action, RelOp, RemoteMethod, Verb};
@@ -46,6 +47,7 @@ pub struct RestState {
     pub throttle: LoginThrottle,
     /// Held while a user row is checked for uniqueness and written.
     pub user_writes: tokio::sync::Mutex<()>,
+    pub hooks: Hooks,
 }
 
 /// Extension points given to [`RestState::new`] by the app builder.
@@ -53,6 +55,7 @@ pub struct RestState {
 pub struct Extensions {
     pub resolvers: HashMap<String, Arc<dyn RoleResolver>>,
     pub mailer: Option<Arc<dyn Mailer>>,
+    pub hooks: Hooks,
 }
 
 impl RestState {
@@ -92,6 +95,7 @@ impl RestState {
             mailer,
             throttle: LoginThrottle::new(ThrottleConfig::from_config(&app.config.raw)),
             user_writes: tokio::sync::Mutex::new(()),
+            hooks: ext.hooks,
             body_limit: app.config.body_limit,
             error_debug: app.config.error_debug,
             models,
@@ -259,6 +263,28 @@ async fn dispatch(
     let write_ctx = WriteContext {
         user_id: token.as_ref().and_then(|t| t.user_id.clone()),
     };
+    let hooked = state.hooks.has_remote(&model.name, &matched.method.name);
+    let mut body = body;
+    let mut query = query;
+    if hooked {
+        let ctx = state
+            .hooks
+            .run_remote(
+                false,
+                RemoteContext {
+                    model: model.name.clone(),
+                    method: matched.method.name.clone(),
+                    user_id: write_ctx.user_id.clone(),
+                    instance_id: matched.id.clone(),
+                    body,
+                    query,
+                    result: None,
+                },
+            )
+            .await?;
+        body = ctx.body;
+        query = ctx.query;
+    }
     let inv = Invocation {
         state,
         model,
@@ -272,7 +298,27 @@ async fn dispatch(
         token,
         peer,
     };
-    let outcome = run(&inv, matched.method.action).await?;
+    let mut outcome = run(&inv, matched.method.action).await?;
+    if hooked {
+        if let Outcome::Json(result) = outcome {
+            let ctx = state
+                .hooks
+                .run_remote(
+                    true,
+                    RemoteContext {
+                        model: model.name.clone(),
+                        method: matched.method.name.clone(),
+                        user_id: inv.write_ctx.user_id.clone(),
+                        instance_id: inv.id.clone(),
+                        body: inv.body.clone(),
+                        query: inv.query.clone(),
+                        result: Some(result),
+                    },
+                )
+                .await?;
+            outcome = Outcome::Json(ctx.result.unwrap_or(Value::Null));
+        }
+    }
     if matched.method.access_type != portcullis_authz::AccessType::Read
         && state.access.is_access_model(model.id)
     {
@@ -287,13 +333,21 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
     let err = |e| store_error(&model.name, e);
     match action {
         Action::Find => {
-            let filter = inv.filter()?;
+            let mut filter = inv.filter()?;
+            filter.where_ = inv.op_access(model, filter.where_.take()).await?;
             let rows = store.find(model.id, &filter).await.map_err(err)?;
+            let rows = inv.op_loaded(model, rows).await?;
             Ok(Outcome::Json(inv.shape_all(model, rows)))
         }
         Action::FindOne => {
-            let filter = inv.filter()?;
-            match store.find_one(model.id, &filter).await.map_err(err)? {
+            let mut filter = inv.filter()?;
+            filter.where_ = inv.op_access(model, filter.where_.take()).await?;
+            let found = store.find_one(model.id, &filter).await.map_err(err)?;
+            match inv
+                .op_loaded(model, found.into_iter().collect())
+                .await?
+                .pop()
+            {
                 Some(row) => Ok(Outcome::Json(inv.shape(model, row))),
                 None => Err(ApiError::model_not_found(format!(
                     "Unknown \"{}\" id \"undefined\".",
@@ -303,15 +357,30 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
         }
         Action::FindById => {
             let raw = inv.raw_id();
-            let filter = inv.filter()?;
+            let mut filter = inv.filter()?;
             let found = match inv.id_scalar(model) {
+                Some(id)
+                    if inv
+                        .state
+                        .hooks
+                        .has_operation(&model.name, Operation::Access) =>
+                {
+                    let by_id = eq(model.id_name(), &model.id_prop().ty, id);
+                    let w = and_where(by_id, filter.where_.take());
+                    filter.where_ = inv.op_access(model, Some(w)).await?;
+                    store.find_one(model.id, &filter).await.map_err(err)?
+                }
                 Some(id) => store
                     .find_by_id(model.id, &id, Some(&filter))
                     .await
                     .map_err(err)?,
                 None => None,
             };
-            match found {
+            match inv
+                .op_loaded(model, found.into_iter().collect())
+                .await?
+                .pop()
+            {
                 Some(row) => Ok(Outcome::Json(inv.shape(model, row))),
                 None => Err(ApiError::model_not_found(format!(
                     "Unknown \"{}\" id \"{raw}\".",
@@ -334,7 +403,7 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             Ok(Outcome::Json(json!({ "exists": exists })))
         }
         Action::Count => {
-            let where_ = inv.where_arg("where")?;
+            let where_ = inv.op_access(model, inv.where_arg("where")?).await?;
             let count = store.count(model.id, where_.as_ref()).await.map_err(err)?;
             Ok(Outcome::Json(json!({ "count": count })))
         }
@@ -347,12 +416,16 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             let _guard = inv.user_guard(model).await;
             let mut rows = Vec::with_capacity(items.len());
             for item in &items {
-                rows.push(
-                    inv.prepare_row(model, item, WriteMode::Create, None)
-                        .await?,
-                );
+                let row = inv
+                    .prepare_row(model, item, WriteMode::Create, None)
+                    .await?;
+                rows.push(inv.op_save(model, Operation::BeforeSave, row, true).await?);
             }
-            let created = store.create(model.id, rows).await.map_err(err)?;
+            let stored = store.create(model.id, rows).await.map_err(err)?;
+            let mut created = Vec::with_capacity(stored.len());
+            for row in stored {
+                created.push(inv.op_save(model, Operation::AfterSave, row, true).await?);
+            }
             if data.is_array() {
                 Ok(Outcome::Json(inv.shape_all(model, created)))
             } else {
@@ -366,32 +439,47 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
         Action::PatchOrCreate | Action::ReplaceOrCreate => {
             let data = inv.body_or_empty();
             let id = data.get(model.id_name()).filter(|v| !v.is_null()).cloned();
-            let existing = match id.as_ref().and_then(|v| id_from_json(model, v)) {
-                Some(id) => store.exists(model.id, &id).await.map_err(err)?,
-                None => false,
+            let before = match id.as_ref().and_then(|v| id_from_json(model, v)) {
+                Some(id) => store.find_by_id(model.id, &id, None).await.map_err(err)?,
+                None => None,
             };
             let _guard = inv.user_guard(model).await;
-            let row = if existing {
-                let mode = if action == Action::PatchOrCreate {
-                    WriteMode::Patch
-                } else {
-                    WriteMode::Replace
-                };
-                let mut row = inv.prepare_row(model, &data, mode, id.as_ref()).await?;
-                if let Some(id) = id {
-                    row.insert(model.id_name().to_string(), id);
+            let row = match &before {
+                Some(before) => {
+                    let mode = if action == Action::PatchOrCreate {
+                        WriteMode::Patch
+                    } else {
+                        WriteMode::Replace
+                    };
+                    let mut row = inv.prepare_row(model, &data, mode, id.as_ref()).await?;
+                    if mode == WriteMode::Replace {
+                        crate::instance::keep_protected(model, &mut row, before);
+                    }
+                    if let Some(id) = id {
+                        row.insert(model.id_name().to_string(), id);
+                    }
+                    row
                 }
-                row
-            } else {
-                inv.prepare_row(model, &data, WriteMode::Create, None)
-                    .await?
+                None => {
+                    inv.prepare_row(model, &data, WriteMode::Create, None)
+                        .await?
+                }
             };
+            let row = inv
+                .op_save(model, Operation::BeforeSave, row, before.is_none())
+                .await?;
             let saved = if action == Action::PatchOrCreate {
                 store.patch_or_create(model.id, row).await
             } else {
                 store.replace_or_create(model.id, row).await
             }
             .map_err(err)?;
+            let saved = inv
+                .op_save(model, Operation::AfterSave, saved, before.is_none())
+                .await?;
+            if let (Some(before), true) = (&before, model.is_user_model()) {
+                crate::users::after_user_update(inv, model, before, &saved).await?;
+            }
             Ok(Outcome::Json(inv.shape(model, saved)))
         }
         Action::UpsertWithWhere => {
@@ -452,7 +540,12 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                         let uid = crate::instance::scalar_json(&id);
                         crate::users::invalidate_tokens(inv, &uid, None).await?;
                     }
-                    store.delete_by_id(model.id, &id).await.map_err(err)?
+                    let by_id = Some(eq(model.id_name(), &model.id_prop().ty, id.clone()));
+                    inv.op_delete(model, Operation::BeforeDelete, by_id.clone())
+                        .await?;
+                    let n = store.delete_by_id(model.id, &id).await.map_err(err)?;
+                    inv.op_delete(model, Operation::AfterDelete, by_id).await?;
+                    n
                 }
                 None => 0,
             };
@@ -481,11 +574,18 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                 .prepare_row(model, &data, WriteMode::Replace, self_id.as_ref())
                 .await?;
             check_id_change(model, &mut row, &raw)?;
+            crate::instance::keep_protected(model, &mut row, &before);
+            let row = inv
+                .op_save(model, Operation::BeforeSave, row, false)
+                .await?;
             let saved = store
                 .replace_by_id(model.id, &id, row)
                 .await
                 .map_err(err)?
                 .ok_or_else(missing)?;
+            let saved = inv
+                .op_save(model, Operation::AfterSave, saved, false)
+                .await?;
             if model.is_user_model() {
                 crate::users::after_user_update(inv, model, &before, &saved).await?;
             }
@@ -500,11 +600,17 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                 .prepare_row(model, &data, WriteMode::Patch, self_id.as_ref())
                 .await?;
             check_id_change(model, &mut row, &inv.raw_id())?;
+            let row = inv
+                .op_save(model, Operation::BeforeSave, row, false)
+                .await?;
             let saved = store
                 .update_by_id(model.id, &id, row)
                 .await
                 .map_err(err)?
                 .ok_or_else(|| inv.instance_missing())?;
+            let saved = inv
+                .op_save(model, Operation::AfterSave, saved, false)
+                .await?;
             if model.is_user_model() {
                 crate::users::after_user_update(inv, model, &before, &saved).await?;
             }
@@ -902,6 +1008,98 @@ impl Invocation<'_> {
             .await?;
         }
         Ok(row)
+    }
+
+    fn op_context(&self, model: &Model, operation: Operation) -> OperationContext {
+        OperationContext {
+            model: model.name.clone(),
+            operation,
+            where_: None,
+            data: None,
+            is_new_instance: false,
+            user_id: self.write_ctx.user_id.clone(),
+        }
+    }
+
+    /// `access` hooks may narrow a query's where.
+    async fn op_access(
+        &self,
+        model: &Model,
+        where_: Option<Where>,
+    ) -> Result<Option<Where>, ApiError> {
+        if !self
+            .state
+            .hooks
+            .has_operation(&model.name, Operation::Access)
+        {
+            return Ok(where_);
+        }
+        let mut ctx = self.op_context(model, Operation::Access);
+        ctx.where_ = where_;
+        Ok(self.state.hooks.run_operation(ctx).await?.where_)
+    }
+
+    /// `loaded` hooks see (and may change) every instance read.
+    async fn op_loaded(&self, model: &Model, rows: Vec<Record>) -> Result<Vec<Record>, ApiError> {
+        if !self
+            .state
+            .hooks
+            .has_operation(&model.name, Operation::Loaded)
+        {
+            return Ok(rows);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut ctx = self.op_context(model, Operation::Loaded);
+            ctx.data = Some(row);
+            out.push(
+                self.state
+                    .hooks
+                    .run_operation(ctx)
+                    .await?
+                    .data
+                    .unwrap_or_default(),
+            );
+        }
+        Ok(out)
+    }
+
+    /// `before save` / `after save` hooks for one instance.
+    async fn op_save(
+        &self,
+        model: &Model,
+        operation: Operation,
+        row: Record,
+        is_new: bool,
+    ) -> Result<Record, ApiError> {
+        if !self.state.hooks.has_operation(&model.name, operation) {
+            return Ok(row);
+        }
+        let mut ctx = self.op_context(model, operation);
+        ctx.data = Some(row);
+        ctx.is_new_instance = is_new;
+        Ok(self
+            .state
+            .hooks
+            .run_operation(ctx)
+            .await?
+            .data
+            .unwrap_or_default())
+    }
+
+    /// `before delete` / `after delete` hooks.
+    async fn op_delete(
+        &self,
+        model: &Model,
+        operation: Operation,
+        where_: Option<Where>,
+    ) -> Result<(), ApiError> {
+        if self.state.hooks.has_operation(&model.name, operation) {
+            let mut ctx = self.op_context(model, operation);
+            ctx.where_ = where_;
+            self.state.hooks.run_operation(ctx).await?;
+        }
+        Ok(())
     }
 
     /// Serialises user writes on this node, so the uniqueness check and the write cannot
