@@ -1,6 +1,9 @@
 //! Value conversions between the JSON the server speaks, the typed filter scalars, and the
-//! SQL values stored in columns. Each declared type has one storage form (see the crate
-//! docs); these functions are the only place that knows it.
+//! SQL values stored in columns. Each declared type has one storage form per engine (see the
+//! crate docs); these functions are the only place that knows it. Values here are in the
+//! neutral form both engines take (integers, reals, text; booleans 0/1, dates and JSON as
+//! text): SQLite stores them as they are, and `postgres` encodes each for the type of its
+//! placeholder (boolean, timestamptz, jsonb…) and decodes cells back to this form.
 
 use portcullis_query::Scalar;
 use portcullis_schema::PropType;
@@ -10,6 +13,9 @@ use serde_json::{Number, Value};
 
 use crate::dates::{format_date, parse_date};
 use crate::StoreError;
+
+/// 2^53 - 1: every integer up to it is exact as a double.
+const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_991.0;
 
 fn null() -> SeaValue {
     SeaValue::String(None)
@@ -146,7 +152,9 @@ pub(crate) fn decode_natural(v: SqlValue) -> Option<Value> {
         SqlValue::Null | SqlValue::Blob(_) => None,
         SqlValue::Integer(i) => Some(Value::from(i)),
         SqlValue::Real(f) => {
-            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+            // Integral doubles up to JavaScript's MAX_SAFE_INTEGER print as integers (numbers
+            // are double precision in PostgreSQL).
+            if f.fract() == 0.0 && f.abs() <= MAX_SAFE_INTEGER {
                 Some(Value::from(f as i64))
             } else {
                 Number::from_f64(f).map(Value::Number)

@@ -8,7 +8,7 @@ use sea_query::{
 };
 
 use crate::codec::scalar;
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, JsonAs};
 use crate::StoreError;
 
 /// Column holding a loose model's undeclared properties as a JSON object.
@@ -17,6 +17,29 @@ pub(crate) const EXTRA: &str = "__extra";
 /// `"qual"."name"`.
 pub(crate) fn col(qual: &str, name: &str) -> Expr {
     Expr::col((Alias::new(qual), Alias::new(name)))
+}
+
+/// How a dynamic property is read for `op` (see [`JsonAs`]).
+fn json_as(op: &Op) -> JsonAs {
+    let by = |s: &Scalar| match s {
+        Scalar::Int(_) | Scalar::Float(_) => JsonAs::Number,
+        Scalar::Bool(_) => JsonAs::Boolean,
+        Scalar::Text(_) | Scalar::Date(_) => JsonAs::String,
+        Scalar::Json(_) => JsonAs::Json,
+        Scalar::Null => JsonAs::Text,
+    };
+    let first = |items: &[Scalar]| {
+        items
+            .iter()
+            .find(|s| !matches!(s, Scalar::Null))
+            .map_or(JsonAs::Text, by)
+    };
+    match op {
+        Op::Eq(s) | Op::Neq(s) | Op::Gt(s) | Op::Gte(s) | Op::Lt(s) | Op::Lte(s) => by(s),
+        Op::Between(a, b) => first(&[a.clone(), b.clone()]),
+        Op::Inq(items) | Op::Nin(items) => first(items),
+        Op::Like { .. } | Op::Regexp { .. } => JsonAs::Text,
+    }
 }
 
 fn always(yes: bool) -> Condition {
@@ -30,17 +53,21 @@ pub(crate) struct Compiler<'a> {
 
 impl Compiler<'_> {
     /// The SQL expression for a property and its declared type (`None` for dynamic ones).
+    /// `how`: how a dynamic property is read there.
     pub(crate) fn prop<'m>(
         &self,
         model: &'m Model,
         qual: &str,
         p: &PropRef,
+        how: JsonAs,
     ) -> Result<(Expr, Option<&'m PropType>), StoreError> {
         match p {
             PropRef::Declared { name, .. } => match model.property(name) {
                 Some(prop) => Ok((col(qual, name), Some(&prop.ty))),
                 // Not a column here; for loose models it may still be an extra key.
-                None if !model.is_strict() => Ok((self.d.json_field(col(qual, EXTRA), name), None)),
+                None if !model.is_strict() => {
+                    Ok((self.d.json_field(col(qual, EXTRA), name, how), None))
+                }
                 None => Err(StoreError::Invalid(format!(
                     "model `{}` has no property `{name}`",
                     model.name
@@ -53,7 +80,7 @@ impl Compiler<'_> {
                         model.name
                     )));
                 }
-                Ok((self.d.json_field(col(qual, EXTRA), name), None))
+                Ok((self.d.json_field(col(qual, EXTRA), name, how), None))
             }
         }
     }
@@ -83,7 +110,7 @@ impl Compiler<'_> {
             }
             Where::Never => always(false),
             Where::Cond { property, op } => {
-                let (e, ty) = self.prop(model, qual, property)?;
+                let (e, ty) = self.prop(model, qual, property, json_as(op))?;
                 self.op(e, ty, op)
             }
             Where::InSubquery {
@@ -92,7 +119,7 @@ impl Compiler<'_> {
                 select,
                 filter,
             } => {
-                let (e, _) = self.prop(model, qual, property)?;
+                let (e, _) = self.prop(model, qual, property, JsonAs::Text)?;
                 let inner =
                     self.app.models.get(inner_id.0).ok_or_else(|| {
                         StoreError::Internal("subquery on an unknown model".into())
@@ -110,6 +137,14 @@ impl Compiler<'_> {
                 Cond::all().add(e.in_subquery(sub))
             }
         })
+    }
+
+    /// A property as text for pattern matching (dynamic properties already read as text).
+    fn text(&self, e: Expr, ty: Option<&PropType>) -> Expr {
+        match ty {
+            None | Some(PropType::String) => e,
+            Some(ty) => self.d.as_text(e, ty),
+        }
     }
 
     fn op(&self, e: Expr, ty: Option<&PropType>, op: &Op) -> Condition {
@@ -179,29 +214,22 @@ impl Compiler<'_> {
             Op::Like {
                 pattern,
                 negated,
-                case_insensitive: true,
-            } => leaf(self.d.ilike(e, pattern.clone(), *negated)),
-            Op::Like {
-                pattern, negated, ..
+                case_insensitive,
             } => {
-                let op = if *negated {
-                    sea_query::BinOper::NotLike
+                let e = self.text(e, ty);
+                if *case_insensitive {
+                    leaf(self.d.ilike(e, pattern.clone(), *negated))
                 } else {
-                    sea_query::BinOper::Like
-                };
-                leaf(e.binary(op, Expr::val(pattern.clone())))
+                    leaf(self.d.like(e, pattern.clone(), *negated))
+                }
             }
             Op::Regexp {
                 pattern,
                 case_insensitive,
-            } => {
-                let p = if *case_insensitive {
-                    format!("(?i){pattern}")
-                } else {
-                    pattern.clone()
-                };
-                leaf(self.d.regexp(e, p))
-            }
+            } => leaf(
+                self.d
+                    .regexp(self.text(e, ty), pattern.clone(), *case_insensitive),
+            ),
         }
     }
 
@@ -219,12 +247,12 @@ impl Compiler<'_> {
             if matches!(&o.property, PropRef::Declared { name, .. } if name == id) {
                 has_id = true;
             }
-            let (e, _) = self.prop(model, qual, &o.property)?;
+            let (e, _) = self.prop(model, qual, &o.property, JsonAs::Sort)?;
+            // NULLs sort as the smallest value, as in SQLite and LoopBack's memory connector.
             if o.descending {
                 sel.order_by_expr_with_nulls(e, Order::Desc, NullOrdering::Last);
             } else {
-                // SQLite sorts NULLs first in ascending order already.
-                sel.order_by_expr(e, Order::Asc);
+                sel.order_by_expr_with_nulls(e, Order::Asc, NullOrdering::First);
             }
         }
         if !has_id {

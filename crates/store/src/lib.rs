@@ -1,17 +1,20 @@
 //! Storage back ends behind one [`Store`] API. Every datasource an app's models use becomes
-//! one SQLite database (a file, or memory optionally mirrored to LoopBack's memory-store
-//! JSON file); the typed filter AST from `portcullis-query` is compiled to SQL with
-//! sea-query, every value a bound parameter.
+//! one database: SQLite (a file, or memory optionally mirrored to LoopBack's memory-store
+//! JSON file) or PostgreSQL (a pooled server connection). The typed filter AST from
+//! `portcullis-query` is compiled to SQL with sea-query, every value a bound parameter, by
+//! code shared between the engines; what differs sits behind the `dialect` seam.
 //!
-//! Storage forms: string TEXT, number NUMERIC (a generated number id is an
-//! `INTEGER PRIMARY KEY AUTOINCREMENT`), boolean INTEGER 0/1, date TEXT in the fixed-width
-//! `toISOString()` form (so text order is time order), object/array/any JSON TEXT. Loose
-//! models keep undeclared properties as a JSON object in the `__extra` column.
+//! Storage forms, SQLite / PostgreSQL: string TEXT / text (byte-order collation), number
+//! NUMERIC / double precision (a generated number id is an `INTEGER PRIMARY KEY
+//! AUTOINCREMENT` / a bigint identity), boolean INTEGER 0/1 / boolean, date TEXT in the
+//! fixed-width `toISOString()` form (so text order is time order) / timestamptz,
+//! object/array/any JSON TEXT / jsonb. Loose models keep undeclared properties as a JSON
+//! object in the `__extra` column (TEXT / jsonb). Records read back the same from both.
 //!
 //! Modules: `dialect` (what differs between SQL engines), `compile` (filter AST to SQL),
-//! `codec` (value conversions), `ops` (the operations over one connection), `migrate`
-//! (schema autoupdate), `sqlite` (connections, pool, errors), `memfile` (the JSON mirror),
-//! `dates`.
+//! `codec` (value conversions), `ops` (the operations over one connection of either engine),
+//! `migrate` (schema autoupdate), `sqlite` and `postgres` (connections, pools, transactions,
+//! errors), `memfile` (the JSON mirror), `dates`.
 
 mod codec;
 mod compile;
@@ -20,6 +23,7 @@ mod dialect;
 mod memfile;
 mod migrate;
 mod ops;
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -27,8 +31,9 @@ use std::sync::Arc;
 use portcullis_query::{Filter, Scalar, Where};
 use portcullis_schema::{App, Connector, ModelId};
 
-use crate::ops::Ops;
-use crate::sqlite::Db;
+use crate::dialect::Dialect;
+use crate::ops::{Conn, Ops};
+use crate::postgres::PgDb;
 
 /// One model instance: property name to JSON value.
 pub type Record = serde_json::Map<String, serde_json::Value>;
@@ -53,6 +58,41 @@ pub enum StoreError {
     /// Anything else (HTTP 500; message is logged, never shown).
     #[error("storage error: {0}")]
     Internal(String),
+}
+
+/// One database, of either engine.
+enum Db {
+    Sqlite(Box<sqlite::Db>),
+    Postgres(PgDb),
+}
+
+impl Db {
+    fn dialect(&self) -> &'static dyn Dialect {
+        match self {
+            Db::Sqlite(_) => sqlite::dialect(),
+            Db::Postgres(_) => postgres::dialect(),
+        }
+    }
+
+    /// Runs `f` in one read transaction (one snapshot).
+    fn read<T>(&self, f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        match self {
+            Db::Sqlite(db) => db.read(f),
+            Db::Postgres(db) => db.read(f),
+        }
+    }
+
+    /// Runs `f` in one write transaction: all of it is stored or none.
+    fn write<T>(
+        &self,
+        ops: &Ops<'_>,
+        f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self {
+            Db::Sqlite(db) => db.write(ops, f),
+            Db::Postgres(db) => db.write(ops, f),
+        }
+    }
 }
 
 struct Inner {
@@ -81,14 +121,17 @@ fn open_blocking(app: Arc<App>) -> Result<Store, StoreError> {
         let db = match &ds.connector {
             Connector::Mail { .. } => continue,
             Connector::Postgres { .. } if models.is_empty() => continue,
-            Connector::Postgres { .. } => {
-                return Err(StoreError::Invalid(format!(
-                    "the postgresql connector is not available yet (datasource `{}`); use sqlite or memory",
-                    ds.name
-                )))
+            Connector::Postgres { url } => {
+                Db::Postgres(PgDb::open(url, &ds.raw, &app, models.clone())?)
             }
-            Connector::Sqlite { file } => Db::open_file(file, &app, models.clone())?,
-            Connector::Memory { file } => Db::open_memory(file.as_deref(), &app, models.clone())?,
+            Connector::Sqlite { file } => {
+                Db::Sqlite(Box::new(sqlite::Db::open_file(file, &app, models.clone())?))
+            }
+            Connector::Memory { file } => Db::Sqlite(Box::new(sqlite::Db::open_memory(
+                file.as_deref(),
+                &app,
+                models.clone(),
+            )?)),
         };
         for m in &models {
             if let Some(slot) = model_db.get_mut(m.0) {
@@ -107,7 +150,9 @@ fn joined<T>(r: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result
 }
 
 impl Store {
-    /// Opens every datasource the app's models use and brings the schema up to date.
+    /// Opens every datasource the app's models use and brings the schema up to date. A
+    /// PostgreSQL server that cannot be reached fails with [`StoreError::Unavailable`] within
+    /// the connect timeout.
     pub async fn open(app: Arc<App>) -> Result<Store, StoreError> {
         joined(tokio::task::spawn_blocking(move || open_blocking(app)).await)
     }
@@ -132,16 +177,17 @@ impl Store {
     async fn read<T: Send + 'static>(
         &self,
         model: ModelId,
-        f: impl FnOnce(&Ops<'_>, &rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Ops<'_>, &dyn Conn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
         joined(
             tokio::task::spawn_blocking(move || {
+                let db = Self::db(&inner, model)?;
                 let ops = Ops {
                     app: &inner.app,
-                    d: sqlite::dialect(),
+                    d: db.dialect(),
                 };
-                Self::db(&inner, model)?.read(|conn| f(&ops, conn))
+                db.read(|conn| f(&ops, conn))
             })
             .await,
         )
@@ -150,19 +196,31 @@ impl Store {
     async fn write<T: Send + 'static>(
         &self,
         model: ModelId,
-        f: impl FnOnce(&Ops<'_>, &rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Ops<'_>, &dyn Conn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
         joined(
             tokio::task::spawn_blocking(move || {
+                let db = Self::db(&inner, model)?;
                 let ops = Ops {
                     app: &inner.app,
-                    d: sqlite::dialect(),
+                    d: db.dialect(),
                 };
-                Self::db(&inner, model)?.write(&ops, |conn| f(&ops, conn))
+                db.write(&ops, |conn| f(&ops, conn))
             })
             .await,
         )
+    }
+
+    /// The query plan of the statement `find` would run (includes left out).
+    pub async fn explain(
+        &self,
+        model: ModelId,
+        filter: &Filter,
+    ) -> Result<Vec<String>, StoreError> {
+        let filter = filter.clone();
+        self.read(model, move |ops, c| ops.explain(c, model, &filter))
+            .await
     }
 
     pub async fn find(&self, model: ModelId, filter: &Filter) -> Result<Vec<Record>, StoreError> {

@@ -107,7 +107,7 @@ impl MemFile {
                         };
                         rec.insert(model.id_name().to_string(), id);
                     }
-                    ops.insert(&tx, model, &rec, false)?;
+                    ops.insert(&*tx, model, &rec, false)?;
                 }
             }
             match next {

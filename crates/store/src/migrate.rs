@@ -1,17 +1,20 @@
 //! Schema autoupdate: brings the tables of one database up to date with the models, at
 //! open, idempotently and additively. Tables and columns are created, never dropped or
-//! retyped, so existing data is never lost.
+//! retyped, so existing data is never lost. Shared by both engines: the dialect supplies the
+//! column types and the catalogue query.
 //!
 //! DDL cannot bind identifiers as parameters, so it is written here with every identifier
 //! taken from the compiled schema and quoted by [`quote`]; no values appear in it.
 
 use std::collections::HashSet;
 
+use portcullis_schema::PropType;
 use portcullis_schema::{App, Model, ModelId, RelationKind};
-use rusqlite::Connection;
+use rusqlite::types::Value as SqlValue;
 
 use crate::compile::EXTRA;
 use crate::dialect::Dialect;
+use crate::ops::Conn;
 use crate::StoreError;
 
 /// A quoted SQL identifier (`"` doubled inside).
@@ -34,35 +37,42 @@ fn column_def(d: &dyn Dialect, model: &Model, idx: usize) -> String {
     format!("{} {}", quote(&p.name), d.column_type(&p.ty))
 }
 
-fn existing_columns(conn: &Connection, table: &str) -> Result<HashSet<String>, StoreError> {
-    let mut stmt = conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
-    let names = stmt.query_map([], |r| r.get::<_, String>(1))?;
-    let mut out = HashSet::new();
-    for n in names {
-        out.insert(n?);
-    }
-    Ok(out)
+fn existing_columns(
+    conn: &dyn Conn,
+    d: &dyn Dialect,
+    table: &str,
+) -> Result<HashSet<String>, StoreError> {
+    let (sql, values) = d.columns_query(table);
+    Ok(conn
+        .query(&sql, values)?
+        .into_iter()
+        .filter_map(|mut r| match r.pop() {
+            Some(SqlValue::Text(name)) => Some(name),
+            _ => None,
+        })
+        .collect())
 }
 
-/// Creates or extends the tables and indexes of `models` (all in this database).
+/// Creates or extends the tables and indexes of `models` (all in this database). The caller
+/// runs it in a transaction.
 pub(crate) fn autoupdate(
-    conn: &Connection,
+    tx: &dyn Conn,
     d: &dyn Dialect,
     app: &App,
     models: &[ModelId],
 ) -> Result<(), StoreError> {
-    let tx = conn.unchecked_transaction()?;
+    let extra_type = d.column_type(&PropType::Object);
     for &id in models {
         let model = app.model(id);
-        let cols = existing_columns(&tx, &model.table)?;
+        let cols = existing_columns(tx, d, &model.table)?;
         if cols.is_empty() {
             let mut defs: Vec<String> = (0..model.properties.len())
                 .map(|i| column_def(d, model, i))
                 .collect();
             if !model.is_strict() {
-                defs.push(format!("{} TEXT", quote(EXTRA)));
+                defs.push(format!("{} {extra_type}", quote(EXTRA)));
             }
-            tx.execute_batch(&format!(
+            tx.batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} ({})",
                 quote(&model.table),
                 defs.join(", ")
@@ -72,17 +82,19 @@ pub(crate) fn autoupdate(
                 // A primary key cannot be added to an existing table; such a change needs a
                 // manual migration and the table keeps working with its old key.
                 if !cols.contains(&p.name) && i != model.id_property {
-                    tx.execute_batch(&format!(
-                        "ALTER TABLE {} ADD COLUMN {}",
+                    tx.batch(&format!(
+                        "ALTER TABLE {} {} {}",
                         quote(&model.table),
+                        d.add_column(),
                         column_def(d, model, i)
                     ))?;
                 }
             }
             if !model.is_strict() && !cols.contains(EXTRA) {
-                tx.execute_batch(&format!(
-                    "ALTER TABLE {} ADD COLUMN {} TEXT",
+                tx.batch(&format!(
+                    "ALTER TABLE {} {} {} {extra_type}",
                     quote(&model.table),
+                    d.add_column(),
                     quote(EXTRA)
                 ))?;
             }
@@ -129,14 +141,18 @@ pub(crate) fn autoupdate(
         } else {
             ("ix", "INDEX")
         };
-        let name = format!("{prefix}_{}_{}", model.table, column);
-        tx.execute_batch(&format!(
+        let name = index_name(prefix, &model.table, &column);
+        tx.batch(&format!(
             "CREATE {kind} IF NOT EXISTS {} ON {} ({})",
             quote(&name),
             quote(&model.table),
             quote(&column)
         ))?;
     }
-    tx.commit()?;
     Ok(())
+}
+
+/// `ux_<table>_<column>` / `ix_<table>_<column>`.
+pub(crate) fn index_name(prefix: &str, table: &str, column: &str) -> String {
+    format!("{prefix}_{table}_{column}")
 }

@@ -1,17 +1,16 @@
-//! Every store operation as synchronous code over one SQLite connection (or transaction):
-//! reads with batched includes, and the write methods. The caller picks the connection and
-//! owns the transaction boundary.
+//! Every store operation as synchronous code over one connection (or transaction) of either
+//! engine, seen through [`Conn`]: reads with batched includes, and the write methods. The
+//! caller picks the connection and owns the transaction boundary.
 
 use std::collections::HashMap;
 
 use portcullis_query::{Filter, Include, Op, PropRef, Scalar, Where};
 use portcullis_schema::{App, DefaultFn, Model, ModelId, RelationKind};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::Connection;
 use sea_query::{Alias, Cond, Expr, ExprTrait, JoinType, Query, SelectStatement, Values};
 use serde_json::Value;
 
-use crate::codec::{decode, encode, json_scalar, key_of, to_sql};
+use crate::codec::{decode, encode, json_scalar, key_of};
 use crate::compile::{col, Compiler, EXTRA};
 use crate::dates::now_iso;
 use crate::dialect::Dialect;
@@ -21,6 +20,16 @@ use crate::{Record, StoreError};
 const CHUNK: usize = 500;
 /// Alias of the through table in hasManyThrough includes (the target may share its name).
 const THROUGH: &str = "__through";
+
+/// One connection or open transaction of either engine. Rows come back as cells of
+/// rusqlite's [`SqlValue`] (null, integer, real, text), the neutral form both engines convert
+/// their values to: booleans as 0/1, dates as milliseconds since the epoch, JSON as text.
+pub(crate) trait Conn {
+    fn query(&self, sql: &str, values: Values) -> Result<Vec<Vec<SqlValue>>, StoreError>;
+    fn exec(&self, sql: &str, values: Values) -> Result<u64, StoreError>;
+    /// Statements without parameters (DDL), not cached.
+    fn batch(&self, sql: &str) -> Result<(), StoreError>;
+}
 
 pub(crate) struct Ops<'a> {
     pub app: &'a App,
@@ -62,32 +71,14 @@ impl<'a> Ops<'a> {
 
     fn query(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         (sql, values): (String, Values),
     ) -> Result<Vec<Vec<SqlValue>>, StoreError> {
-        let params = params(values)?;
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let n = stmt.column_count();
-        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next()? {
-            let mut r = Vec::with_capacity(n);
-            for i in 0..n {
-                r.push(row.get::<_, SqlValue>(i)?);
-            }
-            out.push(r);
-        }
-        Ok(out)
+        conn.query(&sql, values)
     }
 
-    fn exec(
-        &self,
-        conn: &Connection,
-        (sql, values): (String, Values),
-    ) -> Result<usize, StoreError> {
-        let params = params(values)?;
-        let mut stmt = conn.prepare_cached(&sql)?;
-        Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))?)
+    fn exec(&self, conn: &dyn Conn, (sql, values): (String, Values)) -> Result<u64, StoreError> {
+        conn.exec(&sql, values)
     }
 
     fn cols(model: &Model, fields: Option<&[String]>, must: &[String]) -> Cols {
@@ -175,13 +166,12 @@ impl<'a> Ops<'a> {
         Ok(keys)
     }
 
-    pub(crate) fn find(
+    /// The SELECT a `find` runs, with the columns it reads.
+    fn find_select(
         &self,
-        conn: &Connection,
-        model_id: ModelId,
+        model: &Model,
         filter: &Filter,
-    ) -> Result<Vec<Record>, StoreError> {
-        let model = self.model(model_id)?;
+    ) -> Result<(SelectStatement, Cols), StoreError> {
         let qual = model.table.as_str();
         let keys = Self::include_keys(model, &filter.include)?;
         let fields = filter.fields.as_deref();
@@ -207,13 +197,52 @@ impl<'a> Ops<'a> {
         if filter.skip > 0 {
             sel.offset(filter.skip);
         }
+        Ok((sel, cols))
+    }
+
+    pub(crate) fn find(
+        &self,
+        conn: &dyn Conn,
+        model_id: ModelId,
+        filter: &Filter,
+    ) -> Result<Vec<Record>, StoreError> {
+        let model = self.model(model_id)?;
+        let (sel, cols) = self.find_select(model, filter)?;
         let rows = self.query(conn, self.d.select(&sel))?;
         let mut out = Vec::with_capacity(rows.len());
         for mut row in rows {
-            out.push(Self::decode_row(model, &cols, &mut row, fields));
+            out.push(Self::decode_row(
+                model,
+                &cols,
+                &mut row,
+                filter.fields.as_deref(),
+            ));
         }
         self.include(conn, model, &mut out, &filter.include)?;
         Ok(out)
+    }
+
+    /// The database's plan for the top-level statement of a `find` (no includes), one
+    /// line per plan row: what tests and operators read to check that indexes are used.
+    pub(crate) fn explain(
+        &self,
+        conn: &dyn Conn,
+        model_id: ModelId,
+        filter: &Filter,
+    ) -> Result<Vec<String>, StoreError> {
+        let model = self.model(model_id)?;
+        let (sel, _) = self.find_select(model, filter)?;
+        let (sql, values) = self.d.select(&sel);
+        let rows = conn.query(&format!("{} {sql}", self.d.explain_prefix()), values)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                row.iter()
+                    .map(|v| format!("{v:?}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect())
     }
 
     fn id_where(model: &Model, id: &Scalar) -> Where {
@@ -228,7 +257,7 @@ impl<'a> Ops<'a> {
 
     pub(crate) fn find_by_id(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model_id: ModelId,
         id: &Scalar,
         filter: Option<&Filter>,
@@ -247,7 +276,7 @@ impl<'a> Ops<'a> {
 
     pub(crate) fn count(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model_id: ModelId,
         where_: Option<&Where>,
     ) -> Result<u64, StoreError> {
@@ -268,7 +297,7 @@ impl<'a> Ops<'a> {
     /// Ids of rows matching `where_`, at most `limit`.
     fn ids(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model: &Model,
         where_: Option<&Where>,
         limit: u64,
@@ -293,7 +322,7 @@ impl<'a> Ops<'a> {
 
     fn include(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model: &Model,
         parents: &mut [Record],
         includes: &[Include],
@@ -393,7 +422,7 @@ impl<'a> Ops<'a> {
     /// scope's order.
     fn fetch_related(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         target: &Model,
         link: &Link<'_>,
         keys: &[Value],
@@ -495,7 +524,7 @@ impl<'a> Ops<'a> {
     /// `default`/`defaultFn` (off when loading stored data verbatim).
     pub(crate) fn insert(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model: &Model,
         data: &Record,
         defaults: bool,
@@ -528,20 +557,35 @@ impl<'a> Ops<'a> {
             ins.values(vals)
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
         }
-        self.exec(conn, self.d.insert(&ins))?;
-        Ok(match id {
-            Some(id) => id,
-            None if model.id_prop().generated => Value::from(conn.last_insert_rowid()),
-            None => {
-                return Err(StoreError::Invalid(format!(
-                    "`{}` needs a value for its id",
-                    model.name
-                )));
+        let id_prop = model.id_prop();
+        match id {
+            Some(id) => {
+                self.exec(conn, self.d.insert(&ins))?;
+                if let (true, Some(n)) = (id_prop.generated, id.as_i64()) {
+                    if let Some(stmt) = self.d.sync_sequence(&model.table, &id_prop.name, n) {
+                        self.query(conn, stmt)?;
+                    }
+                }
+                Ok(id)
             }
-        })
+            None if id_prop.generated => {
+                ins.returning_col(Alias::new(&id_prop.name));
+                let mut rows = self.query(conn, self.d.insert(&ins))?;
+                rows.pop()
+                    .and_then(|mut r| r.pop())
+                    .and_then(|v| decode(&id_prop.ty, v))
+                    .ok_or_else(|| {
+                        StoreError::Internal(format!("no id generated for `{}`", model.name))
+                    })
+            }
+            None => Err(StoreError::Invalid(format!(
+                "`{}` needs a value for its id",
+                model.name
+            ))),
+        }
     }
 
-    fn reread(&self, conn: &Connection, model: &Model, id: &Value) -> Result<Record, StoreError> {
+    fn reread(&self, conn: &dyn Conn, model: &Model, id: &Value) -> Result<Record, StoreError> {
         self.find_by_id(conn, model.id, &json_scalar(id), None)?
             .ok_or_else(|| {
                 StoreError::Internal(format!("stored `{}` row {id} not found again", model.name))
@@ -550,7 +594,7 @@ impl<'a> Ops<'a> {
 
     pub(crate) fn create(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model_id: ModelId,
         rows: Vec<Record>,
     ) -> Result<Vec<Record>, StoreError> {
@@ -566,12 +610,12 @@ impl<'a> Ops<'a> {
     /// Patch (`replace == false`) or replace one row; returns the number of rows changed.
     fn write_row(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model: &Model,
         where_: Option<&Where>,
         data: &Record,
         replace: bool,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<u64, StoreError> {
         let qual = model.table.as_str();
         let mut upd = Query::update();
         upd.table(Alias::new(qual));
@@ -610,7 +654,7 @@ impl<'a> Ops<'a> {
             }
         }
         if !any {
-            return Ok(usize::try_from(self.count(conn, model.id, where_)?).unwrap_or(usize::MAX));
+            return self.count(conn, model.id, where_);
         }
         if let Some(w) = where_ {
             upd.cond_where(self.compiler().where_(model, qual, w)?);
@@ -620,7 +664,7 @@ impl<'a> Ops<'a> {
 
     pub(crate) fn update_by_id(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model_id: ModelId,
         id: &Scalar,
         patch: &Record,
@@ -641,7 +685,7 @@ impl<'a> Ops<'a> {
 
     pub(crate) fn upsert(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model_id: ModelId,
         data: Record,
         replace: bool,
@@ -658,7 +702,7 @@ impl<'a> Ops<'a> {
 
     pub(crate) fn upsert_with_where(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model_id: ModelId,
         where_: Option<&Where>,
         data: Record,
@@ -683,19 +727,18 @@ impl<'a> Ops<'a> {
 
     pub(crate) fn update_all(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model_id: ModelId,
         where_: Option<&Where>,
         patch: &Record,
     ) -> Result<u64, StoreError> {
         let model = self.model(model_id)?;
-        let n = self.write_row(conn, model, where_, patch, false)?;
-        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        self.write_row(conn, model, where_, patch, false)
     }
 
     pub(crate) fn delete(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model_id: ModelId,
         where_: Option<&Where>,
     ) -> Result<u64, StoreError> {
@@ -705,21 +748,16 @@ impl<'a> Ops<'a> {
         if let Some(w) = where_ {
             del.cond_where(self.compiler().where_(model, &model.table, w)?);
         }
-        let n = self.exec(conn, self.d.delete(&del))?;
-        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+        self.exec(conn, self.d.delete(&del))
     }
 
     pub(crate) fn delete_by_id(
         &self,
-        conn: &Connection,
+        conn: &dyn Conn,
         model_id: ModelId,
         id: &Scalar,
     ) -> Result<u64, StoreError> {
         let model = self.model(model_id)?;
         self.delete(conn, model_id, Some(&Self::id_where(model, id)))
     }
-}
-
-fn params(values: Values) -> Result<Vec<SqlValue>, StoreError> {
-    values.0.into_iter().map(to_sql).collect()
 }

@@ -14,10 +14,14 @@ use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
+use rusqlite::types::Value as SqlValue;
+use sea_query::Values;
+
+use crate::codec::to_sql;
 use crate::dialect::{Dialect, Sqlite};
 use crate::memfile::MemFile;
 use crate::migrate::autoupdate;
-use crate::ops::Ops;
+use crate::ops::{Conn, Ops};
 use crate::StoreError;
 
 const READERS: usize = 4;
@@ -95,6 +99,46 @@ fn configure(conn: &Connection, file: bool) -> Result<(), StoreError> {
     Ok(())
 }
 
+impl Conn for Connection {
+    fn query(&self, sql: &str, values: Values) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        let params = params(values)?;
+        let mut stmt = self.prepare_cached(sql)?;
+        let n = stmt.column_count();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut r = Vec::with_capacity(n);
+            for i in 0..n {
+                r.push(row.get::<_, SqlValue>(i)?);
+            }
+            out.push(r);
+        }
+        Ok(out)
+    }
+
+    fn exec(&self, sql: &str, values: Values) -> Result<u64, StoreError> {
+        let params = params(values)?;
+        let mut stmt = self.prepare_cached(sql)?;
+        let n = stmt.execute(rusqlite::params_from_iter(params.iter()))?;
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
+    fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        Ok(self.execute_batch(sql)?)
+    }
+}
+
+fn params(values: Values) -> Result<Vec<SqlValue>, StoreError> {
+    values.0.into_iter().map(to_sql).collect()
+}
+
+fn migrate(conn: &Connection, app: &App, models: &[ModelId]) -> Result<(), StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    autoupdate(&*tx, &DIALECT, app, models)?;
+    tx.commit()?;
+    Ok(())
+}
+
 impl Db {
     pub(crate) fn open_file(
         path: &Path,
@@ -108,7 +152,7 @@ impl Db {
         }
         let writer = Connection::open(path)?;
         configure(&writer, true)?;
-        autoupdate(&writer, &DIALECT, app, &models)?;
+        migrate(&writer, app, &models)?;
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
             let r = Connection::open_with_flags(
@@ -137,7 +181,7 @@ impl Db {
     ) -> Result<Db, StoreError> {
         let conn = Connection::open_in_memory()?;
         configure(&conn, false)?;
-        autoupdate(&conn, &DIALECT, app, &models)?;
+        migrate(&conn, app, &models)?;
         let ops = Ops { app, d: &DIALECT };
         let mirror = match file {
             Some(path) => Some(MemFile::load(path, &conn, &ops, &models)?),
@@ -154,13 +198,13 @@ impl Db {
 
     pub(crate) fn read<T>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         // One read transaction per call, so that parents and their included rows come from
         // the same snapshot even while writes commit in between.
         let f = |conn: &Connection| {
             let tx = conn.unchecked_transaction()?;
-            let out = f(&tx);
+            let out = f(&*tx);
             drop(tx);
             out
         };
@@ -186,11 +230,11 @@ impl Db {
     pub(crate) fn write<T>(
         &self,
         ops: &Ops<'_>,
-        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+        f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
+        let out = f(&*tx)?;
         tx.commit()?;
         if let Some(mirror) = &self.mirror {
             // Still under the writer lock, so the file follows commit order.
@@ -200,7 +244,6 @@ impl Db {
     }
 }
 
-/// The datasource-independent handle the store keeps per model.
 pub(crate) fn dialect() -> &'static dyn Dialect {
     &DIALECT
 }

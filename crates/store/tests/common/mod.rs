@@ -107,11 +107,152 @@ pub async fn open(dir: &Path) -> (Arc<App>, Store) {
     (app, store)
 }
 
-pub async fn fixture() -> (tempfile::TempDir, Arc<App>, Store) {
-    let dir = tempfile::tempdir().unwrap();
-    write_app(dir.path(), DS_SQLITE, &models());
-    let (app, store) = open(dir.path()).await;
-    (dir, app, store)
+/// A back end the store tests run against.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// A PostgreSQL server (`PORTCULLIS_TEST_DATABASE_URL`); each test gets its own schema.
+    Postgres {
+        url: String,
+    },
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backend::Sqlite => f.write_str("sqlite"),
+            Backend::Postgres { .. } => f.write_str("postgresql"),
+        }
+    }
+}
+
+pub const PG_ENV: &str = "PORTCULLIS_TEST_DATABASE_URL";
+
+/// The PostgreSQL test server's URL, if configured (a notice otherwise).
+pub fn pg_url() -> Option<String> {
+    match std::env::var(PG_ENV) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            eprintln!("{PG_ENV} not set: skipping PostgreSQL");
+            None
+        }
+    }
+}
+
+/// SQLite always; PostgreSQL too when `PORTCULLIS_TEST_DATABASE_URL` is set.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Sqlite];
+    if let Some(url) = pg_url() {
+        out.push(Backend::Postgres { url });
+    }
+    out
+}
+
+/// Runs a test body once per back end.
+pub async fn each_backend<F, Fut>(body: F)
+where
+    F: Fn(Backend) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    for b in backends() {
+        eprintln!("-- on {b}");
+        body(b).await;
+    }
+}
+
+/// A test's app directory, and for PostgreSQL its own schema (dropped at the end, best effort).
+pub struct TestDb {
+    dir: tempfile::TempDir,
+    pub backend: Backend,
+    pub schema: Option<String>,
+}
+
+impl TestDb {
+    pub fn new(backend: &Backend) -> TestDb {
+        let schema = match backend {
+            Backend::Sqlite => None,
+            // Mixed case: identifiers must be quoted all the way.
+            Backend::Postgres { .. } => Some(format!("Test_{}", uuid::Uuid::new_v4().simple())),
+        };
+        TestDb {
+            dir: tempfile::tempdir().unwrap(),
+            backend: backend.clone(),
+            schema,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres { .. })
+    }
+
+    /// datasources.json with one datasource `db` on this back end.
+    pub fn datasources(&self) -> String {
+        match (&self.backend, &self.schema) {
+            (Backend::Postgres { url }, Some(schema)) => json!({"db": {
+                "name": "db", "connector": "postgresql", "url": url, "schema": schema
+            }})
+            .to_string(),
+            _ => DS_SQLITE.to_string(),
+        }
+    }
+
+    /// A direct connection to the test server (PostgreSQL only).
+    pub async fn pg_client(&self) -> tokio_postgres::Client {
+        let Backend::Postgres { url } = &self.backend else {
+            panic!("not postgresql")
+        };
+        pg_connect(url).await
+    }
+}
+
+pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// Drops a schema on its own thread and runtime (usable from `Drop`, inside a runtime).
+pub fn drop_schema(url: &str, schema: &str) {
+    let url = url.to_string();
+    let sql = format!(
+        "DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+        schema.replace('"', "\"\"")
+    );
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        rt.block_on(async {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .ok()?;
+            tokio::spawn(conn);
+            client.batch_execute(&sql).await.ok()
+        })
+    })
+    .join();
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let (Backend::Postgres { url }, Some(schema)) = (&self.backend, &self.schema) {
+            drop_schema(url, schema);
+        }
+    }
+}
+
+pub async fn fixture(backend: &Backend) -> (TestDb, Arc<App>, Store) {
+    let db = TestDb::new(backend);
+    write_app(db.path(), &db.datasources(), &models());
+    let (app, store) = open(db.path()).await;
+    (db, app, store)
 }
 
 pub fn mid(app: &App, name: &str) -> ModelId {
