@@ -1,8 +1,11 @@
 //! The `portcullis` binary: a thin command line over the libraries. `serve` runs an app
-//! directory; the rest are tools around it.
+//! directory; the rest are tools around it (`check`, and `acl` in the `acl` module).
+
+mod acl;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -37,9 +40,28 @@ enum Command {
         #[arg(default_value = ".")]
         app_dir: PathBuf,
     },
+    /// Load seed rows (`{"Model": [rows]}`) into the app's database; rows whose id exists are
+    /// skipped, so running it twice changes nothing.
+    Seed {
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        /// The seed file (default: `server/seed.json` in the app directory).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Print the app's OpenAPI 3 document.
+    Openapi {
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+    },
+    /// Inspect, explain, audit and add static ACL rules.
+    Acl {
+        #[command(subcommand)]
+        command: acl::AclCommand,
+    },
 }
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -48,13 +70,36 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    match cli.command {
+    // One line with the whole cause chain: these errors are for people (a wrong model name,
+    // a refused value), and anyhow's default report would add a backtrace when
+    // RUST_BACKTRACE is set.
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<ExitCode> {
+    match command {
         Command::Serve {
             app_dir,
             port,
             host,
-        } => serve(app_dir, port, host),
-        Command::Check { app_dir } => check(app_dir),
+        } => serve(app_dir, port, host).map(|()| ExitCode::SUCCESS),
+        Command::Check { app_dir } => check(app_dir).map(|()| ExitCode::SUCCESS),
+        Command::Seed { app_dir, file } => seed_cmd(app_dir, file).map(|()| ExitCode::SUCCESS),
+        Command::Openapi { app_dir } => {
+            let app = load(&app_dir)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&portcullis_server::openapi::openapi_document(&app))?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Acl { command } => acl::run(command),
     }
 }
 
@@ -78,9 +123,42 @@ fn serve(app_dir: PathBuf, port: Option<u16>, host: Option<String>) -> Result<()
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let seed_file = app_dir.join("server/seed.json");
     runtime.block_on(async move {
         let server = portcullis_server::Server::build(app).await?;
+        if seed_file.exists() {
+            // The seed-file convention: idempotent, so applying it at every start only
+            // fills what is missing.
+            let data = read_seed(&seed_file)?;
+            let report = portcullis_server::seed::seed(&server.app, &server.store, &data).await?;
+            let inserted: usize = report.models.iter().map(|m| m.1).sum();
+            tracing::info!("seeded {inserted} row(s) from {}", seed_file.display());
+        }
         server.serve(SocketAddr::new(ip, port)).await?;
+        Ok(())
+    })
+}
+
+fn read_seed(file: &std::path::Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read `{}`", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("`{}` is not valid JSON", file.display()))
+}
+
+fn seed_cmd(app_dir: PathBuf, file: Option<PathBuf>) -> Result<()> {
+    let app = load(&app_dir)?;
+    let file = file.unwrap_or_else(|| app_dir.join("server/seed.json"));
+    let data = read_seed(&file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let app = std::sync::Arc::new(app);
+        let store = portcullis_store::Store::open(app.clone()).await?;
+        let report = portcullis_server::seed::seed(&app, &store, &data).await?;
+        for (model, inserted, present) in report.models {
+            println!("{model:<20} {inserted} inserted, {present} already present");
+        }
         Ok(())
     })
 }

@@ -159,12 +159,24 @@ fn script(mount: &str) -> String {
   var SCHEME = "{HEADER_SCHEME}";
   function setToken(ui, token) {{
     var state = document.getElementById("explorer-token-state");
+    var actions = ui.authActions;
     if (token) {{
       ui.preauthorizeApiKey(SCHEME, token);
+      // Kept in localStorage like a token set with "Authorize".
+      if (actions.persistAuthorizationIfNeeded) actions.persistAuthorizationIfNeeded();
       if (state) state.textContent = "Token set";
     }} else {{
-      ui.authActions.logout([SCHEME]);
+      (actions.logoutWithPersistOption || actions.logout)([SCHEME]);
       if (state) state.textContent = "";
+    }}
+  }}
+  // The token Swagger UI keeps across reloads (persistAuthorization).
+  function persisted() {{
+    try {{
+      var saved = JSON.parse(window.localStorage.getItem("authorized") || "{{}}");
+      return saved && saved[SCHEME] ? saved[SCHEME].value : null;
+    }} catch (e) {{
+      return null;
     }}
   }}
   window.addEventListener("load", function () {{
@@ -184,7 +196,7 @@ fn script(mount: &str) -> String {
         if (fromUrl) {{
           setToken(ui, fromUrl);
         }}
-        var current = ui.getSystem().authSelectors.authorized().getIn([SCHEME, "value"]);
+        var current = persisted();
         if (current && input) {{
           input.value = current;
           var state = document.getElementById("explorer-token-state");
