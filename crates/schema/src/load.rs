@@ -667,7 +667,9 @@ impl Loader {
         }
         for (dir, explicit) in sources {
             if !dir.is_dir() {
-                if *explicit {
+                let standard = dir.ends_with("models")
+                    && (dir.ends_with("server/models") || dir.ends_with("common/models"));
+                if *explicit && !standard {
                     let message = format!("model source folder `{}` does not exist", dir.display());
                     self.warn(message);
                 }
@@ -971,6 +973,18 @@ impl Loader {
                     &rloc,
                     user_model.as_deref(),
                 )?;
+            }
+        }
+        // SQL table names are case-insensitive: an app model `user` and the built-in `User`
+        // would share a table. The built-in one moves aside.
+        let app_tables: std::collections::HashSet<String> = models
+            .iter()
+            .filter(|m| !m.builtin)
+            .map(|m| m.table.to_lowercase())
+            .collect();
+        for model in models.iter_mut().filter(|m| m.builtin) {
+            if app_tables.contains(&model.table.to_lowercase()) {
+                model.table = format!("{}_builtin", model.table);
             }
         }
         let user_models: Vec<bool> = models.iter().map(Model::is_user_model).collect();

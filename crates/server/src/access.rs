@@ -19,6 +19,7 @@ use portcullis_store::{Record, Store};
 use serde_json::Value;
 
 use crate::error::{store_error, ApiError};
+use crate::groups::{GroupConfig, GroupRole};
 use crate::route::RemoteMethod;
 use crate::token::{value_to_id_string, Token};
 
@@ -126,8 +127,41 @@ pub struct AccessInput<'a> {
 }
 
 impl AccessControl {
-    pub fn new(app: &App, resolvers: HashMap<String, Arc<dyn RoleResolver>>) -> Self {
-        let engine = Engine::new(app.models.iter().map(|m| (m.name.clone(), m.acls.clone())));
+    pub fn new(
+        app: &App,
+        mut resolvers: HashMap<String, Arc<dyn RoleResolver>>,
+        groups: Option<&Arc<GroupConfig>>,
+    ) -> Self {
+        if let Some(config) = groups {
+            for (full, short) in &config.roles {
+                resolvers.entry(full.clone()).or_insert_with(|| {
+                    Arc::new(GroupRole {
+                        config: config.clone(),
+                        role: short.clone(),
+                    })
+                });
+            }
+        }
+        let engine = Engine::new(app.models.iter().map(|m| {
+            let mut rules = m.acls.clone();
+            if groups.is_some_and(|g| g.access_model == m.id) && rules.is_empty() {
+                // The component leaves its membership table open to anyone, who can then
+                // make themselves admin of any group. Without rules of its own it is closed.
+                rules.push(Rule {
+                    model: Some(m.name.clone()),
+                    property: PropertyMatch::Any,
+                    access_type: AccessType::Any,
+                    principal_type: PrincipalType::Role,
+                    principal_id: portcullis_authz::EVERYONE.to_string(),
+                    permission: Some(Permission::Deny),
+                    source: RuleSource::BuiltIn {
+                        model: m.name.clone(),
+                        index: 0,
+                    },
+                });
+            }
+            (m.name.clone(), rules)
+        }));
         AccessControl {
             enabled: app.config.enable_auth,
             engine,

@@ -124,7 +124,10 @@ impl ServerBuilder {
 
     /// Opens the store (creating or updating tables), loads the ACL table and role
     /// memberships, and builds the router.
-    pub async fn build(self) -> Result<Server, StartError> {
+    pub async fn build(mut self) -> Result<Server, StartError> {
+        self.ext.groups = crate::groups::GroupConfig::from_app(&self.app)
+            .map_err(|e| StartError::Access(e.to_string()))?
+            .map(Arc::new);
         let app = Arc::new(self.app);
         let store = Store::open(app.clone()).await?;
         let state = Arc::new(RestState::new(app.clone(), store.clone(), self.ext));

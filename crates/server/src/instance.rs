@@ -140,7 +140,8 @@ pub fn prepare(
 
 fn default_value(prop: &portcullis_schema::Property, ctx: &WriteContext) -> Option<Value> {
     if prop.server_set == ServerSet::CurrentUserId {
-        return ctx.user_id.clone();
+        // Token user ids are text; the property has its own type.
+        return ctx.user_id.as_ref().and_then(|v| coerce(v, &prop.ty).ok());
     }
     match prop.default_fn {
         Some(DefaultFn::Now) => Some(Value::String(portcullis_query::format_date(

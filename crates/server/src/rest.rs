@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use crate::access::{AccessControl, AccessInput, RoleResolver};
 use crate::body::read_body;
 use crate::error::{store_error, ApiError};
+use crate::groups::GroupConfig;
 use crate::hooks::{Hooks, Operation, OperationContext, RemoteContext};
 use crate::instance::{prepare, shape_output, WriteContext, WriteMode};
 use crate::mail::{LogMailer, Mailer};
@@ -48,6 +49,8 @@ pub struct RestState {
     /// Held while a user row is checked for uniqueness and written.
     pub user_writes: tokio::sync::Mutex<()>,
     pub hooks: Hooks,
+    /// `loopback-component-access-groups`, when the app configures it.
+    pub groups: Option<Arc<GroupConfig>>,
 }
 
 /// Extension points given to [`RestState::new`] by the app builder.
@@ -56,6 +59,7 @@ pub struct Extensions {
     pub resolvers: HashMap<String, Arc<dyn RoleResolver>>,
     pub mailer: Option<Arc<dyn Mailer>>,
     pub hooks: Hooks,
+    pub groups: Option<Arc<GroupConfig>>,
 }
 
 impl RestState {
@@ -80,7 +84,8 @@ impl RestState {
             Arc::new(LogMailer)
         });
         Self {
-            access: AccessControl::new(&app, ext.resolvers),
+            access: AccessControl::new(&app, ext.resolvers, ext.groups.as_ref()),
+            groups: ext.groups,
             tokens: TokenCache::default(),
             token_options: TokenOptions::from_app(&app),
             token_model: app.model_id("AccessToken"),
@@ -120,6 +125,8 @@ pub struct Invocation<'a> {
     /// The caller's valid token, if any.
     pub token: Option<Arc<Token>>,
     pub peer: Option<SocketAddr>,
+    /// The role of the ACL rule that allowed the request, if a role rule decided.
+    pub granted_by: Option<String>,
 }
 
 /// What a method produced.
@@ -255,10 +262,15 @@ async fn dispatch(
         model_id: matched.id.as_deref(),
         body: body.as_ref(),
     };
+    let mut granted_by = None;
     if let Some(decision) = state.access.check(&state.app, &state.store, &input).await? {
         if !decision.allowed {
             return Err(state.access.denial(model, token.is_some()));
         }
+        granted_by = decision
+            .deciding_rule()
+            .filter(|r| r.principal_type == portcullis_authz::PrincipalType::Role)
+            .map(|r| r.principal_id.clone());
     }
     let write_ctx = WriteContext {
         user_id: token.as_ref().and_then(|t| t.user_id.clone()),
@@ -297,6 +309,7 @@ async fn dispatch(
         head: verb == Some(Verb::Head),
         token,
         peer,
+        granted_by,
     };
     let mut outcome = run(&inv, matched.method.action).await?;
     if hooked {
@@ -334,6 +347,7 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
     match action {
         Action::Find => {
             let mut filter = inv.filter()?;
+            inv.scope_filter(model, &mut filter);
             filter.where_ = inv.op_access(model, filter.where_.take()).await?;
             let rows = store.find(model.id, &filter).await.map_err(err)?;
             let rows = inv.op_loaded(model, rows).await?;
@@ -341,6 +355,7 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
         }
         Action::FindOne => {
             let mut filter = inv.filter()?;
+            inv.scope_filter(model, &mut filter);
             filter.where_ = inv.op_access(model, filter.where_.take()).await?;
             let found = store.find_one(model.id, &filter).await.map_err(err)?;
             match inv
@@ -358,6 +373,11 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
         Action::FindById => {
             let raw = inv.raw_id();
             let mut filter = inv.filter()?;
+            // The row itself is judged by the ACLs; its includes are scoped like lists.
+            for include in &mut filter.include {
+                let target = inv.state.app.model(include.target);
+                inv.scope_filter(target, &mut include.scope);
+            }
             let found = match inv.id_scalar(model) {
                 Some(id)
                     if inv
@@ -403,7 +423,10 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             Ok(Outcome::Json(json!({ "exists": exists })))
         }
         Action::Count => {
-            let where_ = inv.op_access(model, inv.where_arg("where")?).await?;
+            let mut where_ = inv.op_access(model, inv.where_arg("where")?).await?;
+            if let Some(scope) = inv.row_scope(model, false) {
+                where_ = Some(and_where(scope, where_));
+            }
             let count = store.count(model.id, where_.as_ref()).await.map_err(err)?;
             Ok(Outcome::Json(json!({ "count": count })))
         }
@@ -483,7 +506,10 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             Ok(Outcome::Json(inv.shape(model, saved)))
         }
         Action::UpsertWithWhere => {
-            let where_ = inv.where_arg("where")?;
+            let mut where_ = inv.where_arg("where")?;
+            if let Some(scope) = inv.row_scope(model, true) {
+                where_ = Some(and_where(scope, where_));
+            }
             let data = inv.body_or_empty();
             let _guard = inv.user_guard(model).await;
             let matches = store.count(model.id, where_.as_ref()).await.map_err(err)?;
@@ -517,7 +543,10 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             if inv.object_arg("where")?.is_none() {
                 return Err(ApiError::bad_request("where is a required argument"));
             }
-            let where_ = inv.where_arg("where")?;
+            let mut where_ = inv.where_arg("where")?;
+            if let Some(scope) = inv.row_scope(model, true) {
+                where_ = Some(and_where(scope, where_));
+            }
             let data = inv.body_or_empty();
             if model.is_user_model() {
                 return Err(ApiError::bad_request(
@@ -738,7 +767,11 @@ async fn run_relation(
     let store = &inv.state.store;
     let target = app.model(relation.target);
     let err = |e| store_error(&target.name, e);
-    let scope = relation_scope(app, relation, parent, inv.model);
+    let mut scope = relation_scope(app, relation, parent, inv.model);
+    // Group content behind a relation is scoped like any list of it.
+    if let Some(rows) = inv.row_scope(target, false) {
+        scope = scope.and(rows);
+    }
     let parent_key = parent
         .get(&relation.primary_key)
         .cloned()
@@ -746,6 +779,9 @@ async fn run_relation(
     match op {
         RelOp::Get => {
             let mut filter = inv.filter_for(target)?;
+            for include in &mut filter.include {
+                inv.scope_filter(app.model(include.target), &mut include.scope);
+            }
             filter.where_ = Some(and_where(scope, filter.where_.take()));
             match relation.kind {
                 RelationKind::BelongsTo => {
@@ -996,6 +1032,7 @@ impl Invocation<'_> {
             }
         }
         let mut row = prepare(model, data, mode, &self.write_ctx)?;
+        self.check_group_exists(model, &row).await?;
         if model.is_user_model() {
             crate::users::prepare_user_row(
                 self,
@@ -1008,6 +1045,33 @@ impl Invocation<'_> {
             .await?;
         }
         Ok(row)
+    }
+
+    /// The rows of `model` this caller may see in lists (group membership), as a where to
+    /// AND into the query. For bulk writes (`write`), only the groups where the caller
+    /// holds the role that granted the request.
+    pub(crate) fn row_scope(&self, model: &Model, write: bool) -> Option<Where> {
+        let groups = self.state.groups.as_ref()?;
+        let user = self.token.as_ref().and_then(|t| t.user_id_string());
+        let role = if write {
+            self.granted_by
+                .as_deref()
+                .and_then(|r| groups.short_role(r))
+        } else {
+            None
+        };
+        groups.row_filter(&self.state.app, model, user.as_deref(), role)
+    }
+
+    /// ANDs the row scope into a filter and, recursively, into its includes.
+    pub(crate) fn scope_filter(&self, model: &Model, filter: &mut Filter) {
+        if let Some(scope) = self.row_scope(model, false) {
+            filter.where_ = Some(and_where(scope, filter.where_.take()));
+        }
+        for include in &mut filter.include {
+            let target = self.state.app.model(include.target);
+            self.scope_filter(target, &mut include.scope);
+        }
     }
 
     fn op_context(&self, model: &Model, operation: Operation) -> OperationContext {
@@ -1100,6 +1164,41 @@ impl Invocation<'_> {
             self.state.hooks.run_operation(ctx).await?;
         }
         Ok(())
+    }
+
+    /// Group content must name a group that exists: a row in a missing group would be
+    /// invisible to everyone and could be claimed later by whoever creates that group.
+    async fn check_group_exists(&self, model: &Model, row: &Record) -> Result<(), ApiError> {
+        let Some(groups) = &self.state.groups else {
+            return Ok(());
+        };
+        if !groups.is_content_model(model) {
+            return Ok(());
+        }
+        let Some(value) = row.get(&groups.foreign_key).filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        let group_model = self.state.app.model(groups.group_model);
+        let exists = match id_from_json(group_model, value) {
+            Some(id) => self
+                .state
+                .store
+                .exists(group_model.id, &id)
+                .await
+                .map_err(|e| store_error(&group_model.name, e))?,
+            None => false,
+        };
+        if exists {
+            return Ok(());
+        }
+        let mut failures = crate::error::ValidationFailures::default();
+        failures.add(
+            &groups.foreign_key,
+            "exists",
+            format!("names no {}", group_model.name),
+            Some(value),
+        );
+        Err(ApiError::validation(&model.name, &failures))
     }
 
     /// Serialises user writes on this node, so the uniqueness check and the write cannot

@@ -296,7 +296,9 @@ async fn issue_token(
             chrono::Utc::now().timestamp_millis(),
         )),
     );
-    row.insert("userId".into(), user_id.clone());
+    // Stored as text whatever the user model's id type, so one token table serves every
+    // user model.
+    row.insert("userId".into(), Value::String(value_to_id_string(user_id)));
     if let Some(s) = scopes {
         row.insert("scopes".into(), json!(s));
     }

@@ -72,6 +72,16 @@ impl TestServer {
             .build()
             .await
             .expect("server builds");
+        // The seed-file convention, as `portcullis serve` applies it.
+        let seed_file = dir.path().join("server/seed.json");
+        if seed_file.exists() {
+            let data: Value =
+                serde_json::from_str(&std::fs::read_to_string(&seed_file).expect("seed"))
+                    .expect("seed json");
+            portcullis_server::seed::seed(&server.app, &server.store, &data)
+                .await
+                .expect("seeded");
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
