@@ -125,15 +125,13 @@ fn serve(app_dir: PathBuf, port: Option<u16>, host: Option<String>) -> Result<()
         .build()?;
     let seed_file = app_dir.join("server/seed.json");
     runtime.block_on(async move {
-        let server = portcullis_server::Server::build(app).await?;
+        let mut builder = portcullis_server::ServerBuilder::new(app);
         if seed_file.exists() {
             // The seed-file convention: idempotent, so applying it at every start only
             // fills what is missing.
-            let data = read_seed(&seed_file)?;
-            let report = portcullis_server::seed::seed(&server.app, &server.store, &data).await?;
-            let inserted: usize = report.models.iter().map(|m| m.1).sum();
-            tracing::info!("seeded {inserted} row(s) from {}", seed_file.display());
+            builder = builder.seed(read_seed(&seed_file)?);
         }
+        let server = builder.build().await?;
         server.serve(SocketAddr::new(ip, port)).await?;
         Ok(())
     })

@@ -309,6 +309,43 @@ impl AccessControl {
         }
     }
 
+    /// Which of `roles` the caller holds for this request, for the role-based authorizer:
+    /// built-in roles from the principals, `$owner` and static or custom roles as the ACL
+    /// engine would resolve them.
+    pub async fn roles_held(
+        &self,
+        app: &App,
+        store: &Store,
+        input: &AccessInput<'_>,
+        roles: &[String],
+    ) -> Result<Vec<String>, ApiError> {
+        let principals = principals_of(app, input.token);
+        let user_id = input.token.and_then(Token::user_id_string);
+        let statics = self.roles.read().map(|g| g.clone()).unwrap_or_default();
+        let mut held = Vec::new();
+        for role in roles {
+            let yes = match portcullis_authz::builtin_role_held(role, &principals) {
+                Some(b) => b,
+                None => {
+                    self.role_held(
+                        app,
+                        store,
+                        role,
+                        input,
+                        user_id.as_deref(),
+                        &principals,
+                        &statics,
+                    )
+                    .await?
+                }
+            };
+            if yes && !held.contains(role) {
+                held.push(role.clone());
+            }
+        }
+        Ok(held)
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn role_held(
         &self,

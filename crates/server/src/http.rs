@@ -18,10 +18,13 @@ use tower_http::services::ServeDir;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::access::{BoxFuture, RoleResolver};
+use crate::authorize::VoterContext;
 use crate::error::{error_response, ApiError};
 use crate::hooks::{Operation, OperationContext, RemoteContext};
 use crate::mail::Mailer;
+use crate::remote::{AuthorizeMeta, RemoteCall};
 use crate::rest::{self, Extensions, RestState};
+use portcullis_authz::Vote;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +37,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Config(String),
     #[error("cannot load access rules: {0}")]
     Access(String),
     #[error("server failed: {0}")]
@@ -51,6 +56,7 @@ pub struct Server {
 pub struct ServerBuilder {
     app: App,
     ext: Extensions,
+    seed: Option<serde_json::Value>,
 }
 
 impl ServerBuilder {
@@ -58,6 +64,7 @@ impl ServerBuilder {
         Self {
             app,
             ext: Extensions::default(),
+            seed: None,
         }
     }
 
@@ -116,6 +123,45 @@ impl ServerBuilder {
         self
     }
 
+    /// Seed rows (`{"Model": [rows]}`) applied at start, idempotently, before the access
+    /// caches are loaded (see [`crate::seed`]).
+    pub fn seed(mut self, data: serde_json::Value) -> Self {
+        self.seed = Some(data);
+        self
+    }
+
+    /// Implements the custom remote method `method` declared in `model`'s JSON `methods`.
+    pub fn remote_method<F>(mut self, model: &str, method: &str, handler: F) -> Self
+    where
+        F: Fn(RemoteCall) -> BoxFuture<'static, Result<serde_json::Value, ApiError>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.ext
+            .handlers
+            .insert((model.to_string(), method.to_string()), Arc::new(handler));
+        self
+    }
+
+    /// Registers a voter by name, for `authorize.voters` in model JSON or Rust metadata.
+    pub fn register_voter<F>(mut self, name: &str, voter: F) -> Self
+    where
+        F: Fn(VoterContext) -> BoxFuture<'static, Result<Vote, String>> + Send + Sync + 'static,
+    {
+        self.ext.voters.insert(name.to_string(), Arc::new(voter));
+        self
+    }
+
+    /// Attaches `authorize` metadata to a method (built-in or custom), as LoopBack 4's
+    /// `@authorize` does.
+    pub fn authorize(mut self, model: &str, method: &str, meta: AuthorizeMeta) -> Self {
+        self.ext
+            .authorize
+            .insert((model.to_string(), method.to_string()), meta);
+        self
+    }
+
     /// Sends verification and reset mails through `mailer` instead of the log.
     pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.ext.mailer = Some(mailer);
@@ -130,7 +176,16 @@ impl ServerBuilder {
             .map(Arc::new);
         let app = Arc::new(self.app);
         let store = Store::open(app.clone()).await?;
-        let state = Arc::new(RestState::new(app.clone(), store.clone(), self.ext));
+        if let Some(data) = &self.seed {
+            let report = crate::seed::seed(&app, &store, data)
+                .await
+                .map_err(|e| StartError::Config(format!("seed: {e}")))?;
+            let inserted: usize = report.models.iter().map(|m| m.1).sum();
+            tracing::info!("seeded {inserted} row(s)");
+        }
+        let state = Arc::new(
+            RestState::new(app.clone(), store.clone(), self.ext).map_err(StartError::Config)?,
+        );
         state
             .access
             .reload(&store)

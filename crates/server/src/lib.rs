@@ -3,6 +3,7 @@
 //! speaks HTTP and JSON wire shapes.
 
 pub mod access;
+pub mod authorize;
 pub mod body;
 pub mod error;
 pub mod explorer;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod instance;
 pub mod mail;
 pub mod openapi;
+pub mod remote;
 pub mod rest;
 pub mod route;
 pub mod secrets;

@@ -174,6 +174,8 @@ struct Builder<'a> {
     /// Models (by index) whose schemas the document needs.
     needed: BTreeSet<usize>,
     token_model: Option<ModelId>,
+    /// The declaration of the custom method being documented.
+    current_custom: Option<crate::remote::CustomMethod>,
 }
 
 impl<'a> Builder<'a> {
@@ -221,6 +223,64 @@ impl<'a> Builder<'a> {
         let exists = schema_ref(&self.names.exists);
         let id = model.id;
         match method.action {
+            Action::Remote(_) => {
+                let mut props = Map::new();
+                let mut required = Vec::new();
+                if let Some(spec) = &self.current_custom {
+                    for arg in &spec.accepts {
+                        let schema = match arg.ty {
+                            crate::remote::ArgType::Number => json!({"type": "number"}),
+                            crate::remote::ArgType::String => json!({"type": "string"}),
+                            crate::remote::ArgType::Boolean => json!({"type": "boolean"}),
+                            crate::remote::ArgType::Date => {
+                                json!({"type": "string", "format": "date-time"})
+                            }
+                            crate::remote::ArgType::Object => json!({"type": "object"}),
+                            crate::remote::ArgType::Array => json!({"type": "array", "items": {}}),
+                            crate::remote::ArgType::Any => json!({}),
+                        };
+                        match arg.source {
+                            crate::remote::ArgSource::Query | crate::remote::ArgSource::Header => {
+                                let location = if arg.source == crate::remote::ArgSource::Query {
+                                    "query"
+                                } else {
+                                    "header"
+                                };
+                                params.push(json!({"name": arg.name, "in": location, "required": arg.required, "schema": schema}));
+                            }
+                            crate::remote::ArgSource::Path | crate::remote::ArgSource::Req => {}
+                            _ => {
+                                if arg.required {
+                                    required.push(json!(arg.name));
+                                }
+                                props.insert(arg.name.clone(), schema);
+                            }
+                        }
+                    }
+                }
+                if !props.is_empty() && !matches!(route.verb, Verb::Get | Verb::Head) {
+                    let mut schema = json!({"type": "object", "properties": props});
+                    if !required.is_empty() {
+                        schema["required"] = Value::Array(required);
+                    }
+                    body = Some(json!({
+                        "required": false,
+                        "content": {
+                            "application/json": { "schema": schema.clone() },
+                            "application/x-www-form-urlencoded": { "schema": schema }
+                        }
+                    }));
+                }
+                let returns = self
+                    .current_custom
+                    .as_ref()
+                    .is_some_and(|c| !c.returns.is_empty());
+                if returns {
+                    responses.insert("200".into(), ok(json!({}), "The method's result"));
+                } else {
+                    responses.insert("204".into(), no_content());
+                }
+            }
             Action::Create => {
                 body = Some(json_body(self.model_ref(id, Shape::Input), false));
                 let r = self.model_ref(id, Shape::Response);
@@ -478,6 +538,7 @@ fn summary(model: &Model, method: &RemoteMethod) -> String {
             .unwrap_or("")
     };
     match method.action {
+        Action::Remote(_) => format!("Custom remote method {}.", method.name),
         Action::Create => "Create a new instance of the model and persist it into the data source.".into(),
         Action::PatchOrCreate => "Patch an existing model instance or insert a new one into the data source.".into(),
         Action::ReplaceOrCreate => "Replace an existing model instance or insert a new one into the data source.".into(),
@@ -670,6 +731,7 @@ pub fn openapi_document(app: &App) -> Value {
         names: Names::new(app),
         needed: BTreeSet::new(),
         token_model: app.model_id("AccessToken"),
+        current_custom: None,
     };
 
     let mut tags = Vec::new();
@@ -681,7 +743,14 @@ pub fn openapi_document(app: &App) -> Value {
             tag.insert("description".into(), json!(description));
         }
         tags.push(Value::Object(tag));
-        for method in model_methods(model) {
+        let declared = crate::remote::declared_methods(model).unwrap_or_default();
+        let mut methods = model_methods(model);
+        methods.extend(declared.iter().map(|(m, _)| m.clone()));
+        for method in methods {
+            builder.current_custom = match method.action {
+                Action::Remote(i) => declared.get(i).map(|(_, spec)| spec.clone()),
+                _ => None,
+            };
             for (index, route) in method.routes.iter().enumerate() {
                 let path = path_template(model, route);
                 let verb = openapi_verb(route.verb);

@@ -17,12 +17,14 @@ use portcullis_store::{Record, Store};
 use serde_json::{json, Map, Value};
 
 use crate::access::{AccessControl, AccessInput, RoleResolver};
+use crate::authorize::{acl_vote, run_matrix, MatrixOptions, VoterContext, VoterFn};
 use crate::body::read_body;
 use crate::error::{store_error, ApiError};
 use crate::groups::GroupConfig;
 use crate::hooks::{Hooks, Operation, OperationContext, RemoteContext};
 use crate::instance::{prepare, shape_output, WriteContext, WriteMode};
 use crate::mail::{LogMailer, Mailer};
+use crate::remote::{AuthorizeMeta, CustomMethod, Handlers, RemoteCall};
 use crate::route::{match_route, model_methods, Action, RelOp, RemoteMethod, Verb};
 use crate::secrets::Hasher;
 use crate::throttle::{LoginThrottle, ThrottleConfig};
@@ -51,6 +53,13 @@ pub struct RestState {
     pub hooks: Hooks,
     /// `loopback-component-access-groups`, when the app configures it.
     pub groups: Option<Arc<GroupConfig>>,
+    /// Declared custom methods per model, indexed by `Action::Remote`.
+    pub custom: HashMap<ModelId, Vec<CustomMethod>>,
+    pub handlers: Handlers,
+    pub voters: HashMap<String, Arc<VoterFn>>,
+    /// `authorize` metadata by `(model, method)`.
+    pub authorize: HashMap<(String, String), AuthorizeMeta>,
+    pub matrix: MatrixOptions,
 }
 
 /// Extension points given to [`RestState::new`] by the app builder.
@@ -60,14 +69,38 @@ pub struct Extensions {
     pub mailer: Option<Arc<dyn Mailer>>,
     pub hooks: Hooks,
     pub groups: Option<Arc<GroupConfig>>,
+    pub handlers: Handlers,
+    pub voters: HashMap<String, Arc<VoterFn>>,
+    pub authorize: HashMap<(String, String), AuthorizeMeta>,
 }
 
 impl RestState {
-    pub fn new(app: Arc<App>, store: Store, ext: Extensions) -> Self {
-        let models = app
-            .public_models()
-            .map(|m| (m.http_path.to_ascii_lowercase(), (m.id, model_methods(m))))
-            .collect();
+    /// Builds the state; fails on a custom method that is declared but not implemented,
+    /// or on malformed `authorize` metadata.
+    pub fn new(app: Arc<App>, store: Store, ext: Extensions) -> Result<Self, String> {
+        let mut models = HashMap::new();
+        let mut custom = HashMap::new();
+        let mut authorize = ext.authorize;
+        for m in app.public_models() {
+            let mut methods = model_methods(m);
+            let declared = crate::remote::custom_methods(m, &ext.handlers)?;
+            let mut specs = Vec::with_capacity(declared.len());
+            for (route, spec) in declared {
+                methods.push(route);
+                specs.push(spec);
+            }
+            custom.insert(m.id, specs);
+            if let Some(Value::Object(per_method)) = m.setting("authorize") {
+                for (method, meta) in per_method {
+                    let meta = crate::remote::AuthorizeMeta::from_json(meta)
+                        .map_err(|e| format!("model `{}`: authorize.{method}: {e}", m.name))?;
+                    authorize
+                        .entry((m.name.clone(), method.clone()))
+                        .or_insert(meta);
+                }
+            }
+            models.insert(m.http_path.to_ascii_lowercase(), (m.id, methods));
+        }
         let user_models: Vec<&Model> = app
             .models
             .iter()
@@ -83,7 +116,12 @@ impl RestState {
             }
             Arc::new(LogMailer)
         });
-        Self {
+        Ok(Self {
+            custom,
+            handlers: ext.handlers,
+            voters: ext.voters,
+            authorize,
+            matrix: MatrixOptions::from_config(&app.config.raw),
             access: AccessControl::new(&app, ext.resolvers, ext.groups.as_ref()),
             groups: ext.groups,
             tokens: TokenCache::default(),
@@ -106,7 +144,28 @@ impl RestState {
             models,
             app,
             store,
+        })
+    }
+
+    /// The `authorize` metadata of a method, from its declaration, the model's `authorize`
+    /// setting, or the Rust builder.
+    fn authorize_meta<'a>(
+        &'a self,
+        model: &Model,
+        method: &RemoteMethod,
+    ) -> Option<&'a AuthorizeMeta> {
+        if let Action::Remote(i) = method.action {
+            if let Some(meta) = self
+                .custom
+                .get(&model.id)
+                .and_then(|c| c.get(i))
+                .and_then(|c| c.authorize.as_ref())
+            {
+                return Some(meta);
+            }
         }
+        self.authorize
+            .get(&(model.name.clone(), method.name.clone()))
     }
 }
 
@@ -127,6 +186,8 @@ pub struct Invocation<'a> {
     pub peer: Option<SocketAddr>,
     /// The role of the ACL rule that allowed the request, if a role rule decided.
     pub granted_by: Option<String>,
+    /// A custom method's coerced arguments.
+    pub args: Map<String, Value>,
 }
 
 /// What a method produced.
@@ -254,23 +315,105 @@ async fn dispatch(
                 method.as_str()
             ))
         })?;
+    let body_is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
     let body = read_body(headers, body, state.body_limit).await?;
+    // Custom methods get their arguments before authorization, as in strong-remoting: a
+    // missing or ill-typed argument is a 400 whoever asks.
+    let custom = match matched.method.action {
+        Action::Remote(i) => state.custom.get(&model.id).and_then(|c| c.get(i)),
+        _ => None,
+    };
+    let args = match custom {
+        Some(spec) => {
+            let mut params = HashMap::new();
+            if let Some(id) = &matched.id {
+                params.insert("id", id.clone());
+            }
+            crate::remote::build_args(spec, &params, body.as_ref(), &query, headers, body_is_json)?
+        }
+        None => Map::new(),
+    };
+    // `$owner` of a custom method: the URL id, else its `id` argument (LoopBack reads the
+    // body and query too). Built-in static methods never borrow an id from the body.
+    let model_id = matched.id.clone().or_else(|| {
+        custom
+            .and_then(|_| args.get("id"))
+            .map(crate::token::value_to_id_string)
+    });
     let input = AccessInput {
         model,
         method: matched.method,
         token: token.as_deref(),
-        model_id: matched.id.as_deref(),
+        model_id: model_id.as_deref(),
         body: body.as_ref(),
     };
     let mut granted_by = None;
-    if let Some(decision) = state.access.check(&state.app, &state.store, &input).await? {
-        if !decision.allowed {
-            return Err(state.access.denial(model, token.is_some()));
+    let decision = state.access.check(&state.app, &state.store, &input).await?;
+    match state
+        .authorize_meta(model, matched.method)
+        .filter(|m| !m.skip)
+    {
+        Some(meta) if state.access.enabled => {
+            let mut roles: Vec<String> = meta.allowed_roles.clone();
+            roles.extend(meta.denied_roles.iter().cloned());
+            let held = state
+                .access
+                .roles_held(&state.app, &state.store, &input, &roles)
+                .await?;
+            let ctx = VoterContext {
+                model: model.name.clone(),
+                method: matched.method.name.clone(),
+                resource: meta
+                    .resource
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.{}", model.name, matched.method.name)),
+                principals: crate::access::principals_of(&state.app, token.as_deref()),
+                user_id: token.as_ref().and_then(|t| t.user_id_string()),
+                roles: held,
+                scopes: meta.scopes.clone(),
+                args: if custom.is_some() {
+                    args.clone()
+                } else {
+                    body.as_ref()
+                        .and_then(Value::as_object)
+                        .cloned()
+                        .unwrap_or_default()
+                },
+                instance_id: model_id.clone(),
+            };
+            let outcome = run_matrix(
+                acl_vote(decision.as_ref()),
+                meta,
+                &state.voters,
+                ctx,
+                state.matrix,
+            )
+            .await;
+            tracing::debug!(target: "portcullis::security", "{}.{}: {outcome}", model.name, matched.method.name);
+            if !outcome.allowed {
+                return Err(
+                    if token.as_ref().and_then(|t| t.user_id.as_ref()).is_some() {
+                        ApiError::new(403, "Access Denied").code("ACCESS_DENIED")
+                    } else {
+                        ApiError::new(401, "Authorization Required").code("AUTHORIZATION_REQUIRED")
+                    },
+                );
+            }
         }
-        granted_by = decision
-            .deciding_rule()
-            .filter(|r| r.principal_type == portcullis_authz::PrincipalType::Role)
-            .map(|r| r.principal_id.clone());
+        _ => {
+            if let Some(decision) = &decision {
+                if !decision.allowed {
+                    return Err(state.access.denial(model, token.is_some()));
+                }
+                granted_by = decision
+                    .deciding_rule()
+                    .filter(|r| r.principal_type == portcullis_authz::PrincipalType::Role)
+                    .map(|r| r.principal_id.clone());
+            }
+        }
     }
     let write_ctx = WriteContext {
         user_id: token.as_ref().and_then(|t| t.user_id.clone()),
@@ -310,6 +453,7 @@ async fn dispatch(
         token,
         peer,
         granted_by,
+        args,
     };
     let mut outcome = run(&inv, matched.method.action).await?;
     if hooked {
@@ -651,6 +795,39 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             run_relation(inv, relation, op, &parent).await
         }
         Action::User(op) => crate::users::run_user(inv, model, op).await,
+        Action::Remote(i) => {
+            let spec = inv
+                .state
+                .custom
+                .get(&model.id)
+                .and_then(|c| c.get(i))
+                .ok_or_else(|| ApiError::internal("unknown custom method"))?;
+            let handler = inv
+                .state
+                .handlers
+                .get(&(model.name.clone(), spec.name.clone()))
+                .ok_or_else(|| ApiError::internal("custom method without implementation"))?;
+            let instance = if spec.is_static {
+                None
+            } else {
+                Some(inv.load_instance(model).await?.1)
+            };
+            let call = RemoteCall {
+                app: inv.state.app.clone(),
+                store: inv.state.store.clone(),
+                model: model.name.clone(),
+                method: spec.name.clone(),
+                args: inv.args.clone(),
+                instance_id: inv.id.clone(),
+                instance,
+                user_id: inv.write_ctx.user_id.clone(),
+            };
+            let result = handler(call).await?;
+            Ok(match crate::remote::shape_result(spec, result) {
+                Some(v) => Outcome::Json(v),
+                None => Outcome::NoContent,
+            })
+        }
     }
 }
 

@@ -112,6 +112,8 @@ pub enum Action {
     },
     /// The built-in methods of User-derived models.
     User(UserOp),
+    /// A custom remote method: index into the model's declared methods.
+    Remote(usize),
 }
 
 /// The methods LoopBack's `User` adds to PersistedModel's.

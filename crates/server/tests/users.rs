@@ -350,7 +350,10 @@ async fn loopback_bcrypt_hashes_log_in_and_are_upgraded() {
         )
         .await;
     assert_eq!(st, StatusCode::OK);
-    let db = rusqlite_free_read(&s.dir.path().join("wall.sqlite"));
+    let db = match &s.pg {
+        Some(pg) => pg.dump_text().await,
+        None => rusqlite_free_read(&s.dir.path().join("wall.sqlite")),
+    };
     assert!(
         db.contains("$argon2id$"),
         "the hash is upgraded after login"

@@ -543,6 +543,15 @@ async fn tokens_are_stored_hashed() {
     let s = wall().await;
     register(&s, "a@example.com", "pa").await;
     let t = login(&s, "a@example.com", "pa").await;
+    if let Some(pg) = &s.pg {
+        let text = pg.dump_text().await;
+        assert!(text.contains("a@example.com"), "the dump shows the rows");
+        assert!(
+            !text.contains(&t),
+            "the raw token must not be in the database"
+        );
+        return;
+    }
     let db = std::fs::read(s.dir.path().join("wall.sqlite")).expect("db file");
     let wal = std::fs::read(s.dir.path().join("wall.sqlite-wal")).unwrap_or_default();
     let contains = |hay: &[u8]| hay.windows(t.len()).any(|w| w == t.as_bytes());

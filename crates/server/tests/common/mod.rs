@@ -1,5 +1,9 @@
 //! Test harness: copies an app directory into a temp folder, serves it on a real port over
 //! a real SQLite file, and offers a small HTTP client.
+//!
+//! With `PORTCULLIS_TEST_BACKEND=postgres` and `PORTCULLIS_TEST_DATABASE_URL` set, every
+//! SQLite / memory datasource of the copy is rewritten to that PostgreSQL server, in a fresh
+//! schema `t_<uuid>` per test server, dropped when the `TestServer` is dropped.
 
 #![allow(dead_code)]
 
@@ -12,8 +16,151 @@ pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL schema the server runs in, when the tests run on PostgreSQL.
+    pub pg: Option<PgTarget>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A PostgreSQL server URL and the schema one test server uses on it.
+#[derive(Debug, Clone)]
+pub struct PgTarget {
+    pub url: String,
+    pub schema: String,
+}
+
+pub const BACKEND_ENV: &str = "PORTCULLIS_TEST_BACKEND";
+pub const PG_ENV: &str = "PORTCULLIS_TEST_DATABASE_URL";
+
+/// The PostgreSQL server URL, when the PostgreSQL variables are set (whatever the back end).
+pub fn pg_url() -> Option<String> {
+    std::env::var(PG_ENV).ok().filter(|u| !u.trim().is_empty())
+}
+
+/// The PostgreSQL server URL when the server tests run on PostgreSQL
+/// (`PORTCULLIS_TEST_BACKEND=postgres` and `PORTCULLIS_TEST_DATABASE_URL`).
+pub fn pg_backend() -> Option<String> {
+    let backend = std::env::var(BACKEND_ENV).unwrap_or_default();
+    if !backend.eq_ignore_ascii_case("postgres") && !backend.eq_ignore_ascii_case("postgresql") {
+        return None;
+    }
+    let url = pg_url();
+    assert!(
+        url.is_some(),
+        "{BACKEND_ENV}=postgres needs {PG_ENV} (a postgres:// URL)"
+    );
+    url
+}
+
+/// Points every SQLite / memory datasource of the app in `dir` at PostgreSQL, in a fresh
+/// schema (or the one a previous server of this directory used).
+pub fn use_postgres(dir: &Path, url: &str) -> PgTarget {
+    let path = dir.join("server/datasources.json");
+    let mut ds: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("datasources.json"))
+            .expect("datasources json");
+    let existing = ds.as_object().and_then(|m| {
+        m.values().find_map(|d| {
+            (d.get("connector").and_then(Value::as_str) == Some("postgresql"))
+                .then(|| d.get("schema").and_then(Value::as_str))
+                .flatten()
+                .filter(|s| s.starts_with("t_"))
+                .map(str::to_string)
+        })
+    });
+    let schema = existing.unwrap_or_else(|| format!("t_{}", uuid::Uuid::new_v4().simple()));
+    if let Some(map) = ds.as_object_mut() {
+        for (name, d) in map.iter_mut() {
+            let connector = d.get("connector").and_then(Value::as_str).unwrap_or("");
+            if connector == "sqlite" || connector == "memory" {
+                *d = serde_json::json!({
+                    "name": name, "connector": "postgresql", "url": url, "schema": schema
+                });
+            }
+        }
+    }
+    std::fs::write(&path, ds.to_string()).expect("write datasources.json");
+    PgTarget {
+        url: url.to_string(),
+        schema,
+    }
+}
+
+impl PgTarget {
+    /// A direct connection to the test server's database.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect to postgresql");
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("SET search_path = \"{}\"", self.schema))
+            .await
+            .expect("search_path");
+        client
+    }
+
+    /// Every row of every table in the schema, as text: what reading a SQLite file's bytes
+    /// shows for the SQLite back end.
+    pub async fn dump_text(&self) -> String {
+        let client = self.client().await;
+        let tables = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+                &[&self.schema],
+            )
+            .await
+            .expect("tables");
+        let mut out = String::new();
+        for t in tables {
+            let name: String = t.get(0);
+            let sql = format!(
+                "SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{}\" t",
+                name.replace('"', "\"\"")
+            );
+            let row = client.query_one(&sql, &[]).await.expect("dump table");
+            out.push_str(&row.get::<_, String>(0));
+            out.push('\n');
+        }
+        out
+    }
+
+    /// Drops the schema on its own thread and runtime (usable from `Drop`), best effort.
+    pub fn drop_schema(&self) {
+        let url = self.url.clone();
+        let sql = format!(
+            "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            self.schema.replace('"', "\"\"")
+        );
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .ok()?;
+                tokio::spawn(conn);
+                client.batch_execute(&sql).await.ok()
+            })
+        })
+        .join();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+        if let Some(pg) = self.pg.take() {
+            pg.drop_schema();
+        }
+    }
 }
 
 pub fn workspace_root() -> PathBuf {
@@ -67,21 +214,19 @@ impl TestServer {
         dir: tempfile::TempDir,
         configure: impl FnOnce(portcullis_server::ServerBuilder) -> portcullis_server::ServerBuilder,
     ) -> TestServer {
+        let pg = pg_backend().map(|url| use_postgres(dir.path(), &url));
         let app = portcullis_schema::load_app(dir.path()).expect("app loads");
-        let server = configure(portcullis_server::ServerBuilder::new(app))
-            .build()
-            .await
-            .expect("server builds");
-        // The seed-file convention, as `portcullis serve` applies it.
+        let mut builder = portcullis_server::ServerBuilder::new(app);
+        // The seed-file convention, as `portcullis serve` applies it: before the access
+        // caches load, so seeded roles count.
         let seed_file = dir.path().join("server/seed.json");
         if seed_file.exists() {
             let data: Value =
                 serde_json::from_str(&std::fs::read_to_string(&seed_file).expect("seed"))
                     .expect("seed json");
-            portcullis_server::seed::seed(&server.app, &server.store, &data)
-                .await
-                .expect("seeded");
+            builder = builder.seed(data);
         }
+        let server = configure(builder).build().await.expect("server builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -101,13 +246,16 @@ impl TestServer {
                 .build()
                 .expect("client"),
             dir,
+            pg,
             shutdown: Some(tx),
             handle: Some(handle),
         }
     }
 
-    /// Stops the server and waits for it; the data directory stays.
+    /// Stops the server and waits for it; the data directory stays (and on PostgreSQL its
+    /// schema, which a server started again in the directory reuses and then drops).
     pub async fn stop(mut self) -> tempfile::TempDir {
+        self.pg = None;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -166,6 +314,10 @@ impl TestServer {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
         (status, headers, value)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg.is_some()
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
