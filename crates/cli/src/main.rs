@@ -49,6 +49,18 @@ enum Command {
         #[arg(long)]
         file: Option<PathBuf>,
     },
+    /// Register an application (LoopBack's `Application.register`); prints its id and keys,
+    /// which are stored only as hashes and shown this once.
+    AppRegister {
+        #[arg(default_value = ".")]
+        app_dir: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        realm: Option<String>,
+        #[arg(long)]
+        owner: Option<String>,
+    },
     /// Print the app's OpenAPI 3 document.
     Openapi {
         #[arg(default_value = ".")]
@@ -91,6 +103,34 @@ fn run(command: Command) -> Result<ExitCode> {
         } => serve(app_dir, port, host).map(|()| ExitCode::SUCCESS),
         Command::Check { app_dir } => check(app_dir).map(|()| ExitCode::SUCCESS),
         Command::Seed { app_dir, file } => seed_cmd(app_dir, file).map(|()| ExitCode::SUCCESS),
+        Command::AppRegister {
+            app_dir,
+            name,
+            realm,
+            owner,
+        } => {
+            let app = std::sync::Arc::new(load(&app_dir)?);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let registered = runtime.block_on(async {
+                let store = portcullis_store::Store::open(app.clone()).await?;
+                portcullis_server::apps::register(
+                    &app,
+                    &store,
+                    &name,
+                    realm.as_deref(),
+                    owner.as_deref(),
+                )
+                .await
+                .map_err(anyhow::Error::msg)
+            })?;
+            println!("id            {}", registered.id);
+            for (k, v) in registered.keys {
+                println!("{k:<13} {v}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Openapi { app_dir } => {
             let app = load(&app_dir)?;
             println!(

@@ -25,7 +25,7 @@ const BUILTIN_SOURCES: [(&str, &str); 6] = [
 
 /// Models that back the user and access-control system. They are attached even when
 /// model-config.json does not list them, and then not public.
-const ALWAYS_ATTACHED: [&str; 4] = ["AccessToken", "ACL", "Role", "RoleMapping"];
+const ALWAYS_ATTACHED: [&str; 5] = ["AccessToken", "ACL", "Role", "RoleMapping", "Application"];
 
 const ROOT_BASES: [&str; 2] = ["Model", "PersistedModel"];
 

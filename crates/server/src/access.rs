@@ -124,6 +124,8 @@ pub struct AccessInput<'a> {
     /// lets a caller borrow ownership of one row for a whole list).
     pub model_id: Option<&'a str>,
     pub body: Option<&'a Value>,
+    /// An application that identified itself with its id and one of its keys.
+    pub app_id: Option<&'a str>,
 }
 
 impl AccessControl {
@@ -261,7 +263,7 @@ impl AccessControl {
                 input.method.access_type,
             )));
         }
-        let principals = principals_of(app, input.token);
+        let principals = principals_of(app, input.token, input.app_id);
         let db_rules = self.db_rules.read().map(|g| g.clone()).unwrap_or_default();
         let roles = self.roles.read().map(|g| g.clone()).unwrap_or_default();
         let request = AccessRequest::new(
@@ -319,7 +321,7 @@ impl AccessControl {
         input: &AccessInput<'_>,
         roles: &[String],
     ) -> Result<Vec<String>, ApiError> {
-        let principals = principals_of(app, input.token);
+        let principals = principals_of(app, input.token, input.app_id);
         let user_id = input.token.and_then(Token::user_id_string);
         let statics = self.roles.read().map(|g| g.clone()).unwrap_or_default();
         let mut held = Vec::new();
@@ -408,8 +410,12 @@ fn scopes_allow(model: &Model, method: &str, token: Option<&Token>) -> bool {
 
 /// The principals a token carries: its user (typed USER, or the user model name when the
 /// token names one) and its application.
-pub fn principals_of(app: &App, token: Option<&Token>) -> Vec<Principal> {
+pub fn principals_of(app: &App, token: Option<&Token>, app_id: Option<&str>) -> Vec<Principal> {
     let mut out = Vec::new();
+    // An application identified by its keys (no token).
+    if let Some(id) = app_id {
+        out.push(Principal::app(id));
+    }
     if let Some(t) = token {
         if let Some(uid) = t.user_id_string() {
             let ptype = match t.principal_type.as_deref() {
@@ -422,7 +428,12 @@ pub fn principals_of(app: &App, token: Option<&Token>) -> Vec<Principal> {
             out.push(Principal::new(ptype, uid));
         }
         if let Some(app_id) = &t.app_id {
-            out.push(Principal::app(app_id.clone()));
+            if !out
+                .iter()
+                .any(|p| p.principal_type == PrincipalType::App && &p.id == app_id)
+            {
+                out.push(Principal::app(app_id.clone()));
+            }
         }
     }
     out

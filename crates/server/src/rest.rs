@@ -343,12 +343,14 @@ async fn dispatch(
             .and_then(|_| args.get("id"))
             .map(crate::token::value_to_id_string)
     });
+    let app_id = crate::apps::identify(state, headers).await?;
     let input = AccessInput {
         model,
         method: matched.method,
         token: token.as_deref(),
         model_id: model_id.as_deref(),
         body: body.as_ref(),
+        app_id: app_id.as_deref(),
     };
     let mut granted_by = None;
     let decision = state.access.check(&state.app, &state.store, &input).await?;
@@ -370,7 +372,11 @@ async fn dispatch(
                     .resource
                     .clone()
                     .unwrap_or_else(|| format!("{}.{}", model.name, matched.method.name)),
-                principals: crate::access::principals_of(&state.app, token.as_deref()),
+                principals: crate::access::principals_of(
+                    &state.app,
+                    token.as_deref(),
+                    app_id.as_deref(),
+                ),
                 user_id: token.as_ref().and_then(|t| t.user_id_string()),
                 roles: held,
                 scopes: meta.scopes.clone(),

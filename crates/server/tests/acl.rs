@@ -260,3 +260,47 @@ fn copy(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+#[tokio::test]
+async fn applications_identified_by_their_keys_carry_an_app_principal() {
+    let (s, _) = app().await;
+    let app = std::sync::Arc::new(portcullis_schema::load_app(s.dir.path()).expect("app"));
+    let store = portcullis_store::Store::open(app.clone())
+        .await
+        .expect("store");
+    let registered = portcullis_server::apps::register(&app, &store, "billing", Some("acme"), None)
+        .await
+        .expect("registered");
+    let client_key = registered
+        .keys
+        .iter()
+        .find(|(k, _)| *k == "clientKey")
+        .map(|(_, v)| v.clone())
+        .expect("key");
+    let allow_app = json!({"model": "Secret", "property": "*", "accessType": "*", "principalType": "APP", "principalId": registered.id, "permission": "ALLOW"});
+    assert_eq!(s.post("/api/ACLs", &allow_app).await.0, StatusCode::OK);
+    let get = |key: String| {
+        let id = registered.id.clone();
+        let s = &s;
+        async move {
+            s.client
+                .get(format!("{}/api/Secrets", s.base))
+                .header("X-Application-Id", id)
+                .header("X-Client-Key", key)
+                .send()
+                .await
+                .expect("send")
+                .status()
+        }
+    };
+    assert_eq!(get(client_key.clone()).await, StatusCode::OK);
+    assert_eq!(get("wrong".into()).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(s.get("/api/Secrets").await.0, StatusCode::UNAUTHORIZED);
+    // Keys are stored hashed.
+    let raw = std::fs::read(s.dir.path().join("acl.sqlite")).unwrap_or_default();
+    let wal = std::fs::read(s.dir.path().join("acl.sqlite-wal")).unwrap_or_default();
+    let hay = [raw, wal].concat();
+    assert!(!hay
+        .windows(client_key.len())
+        .any(|w| w == client_key.as_bytes()));
+}
