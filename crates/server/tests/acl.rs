@@ -234,7 +234,7 @@ async fn default_permission_and_error_status() {
 async fn enable_auth_false_opens_everything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = common::workspace_root().join("examples/wall");
-    copy(&root, dir.path());
+    common::copy_dir(&root, dir.path());
     let config = dir.path().join("server/config.json");
     let mut cfg: Value =
         serde_json::from_str(&std::fs::read_to_string(&config).expect("config")).expect("json");
@@ -243,22 +243,6 @@ async fn enable_auth_false_opens_everything() {
     let s = TestServer::start_in(dir).await;
     let (st, body) = s.post("/api/posts", &json!({"text": "anonymous"})).await;
     assert_eq!(st, StatusCode::OK, "{body}");
-}
-
-fn copy(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for e in std::fs::read_dir(from).expect("read") {
-        let e = e.expect("entry");
-        let name = e.file_name();
-        if name.to_string_lossy().contains(".sqlite") {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).expect("copy");
-        }
-    }
 }
 
 #[tokio::test]

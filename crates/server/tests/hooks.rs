@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 /// The wall with plain `created` / `ownerId` properties: no server-set options.
 fn plain_wall() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy(&common::workspace_root().join("examples/wall"), dir.path());
+    common::copy_dir(&common::workspace_root().join("examples/wall"), dir.path());
     let file = dir.path().join("common/models/post.json");
     let mut post: Value =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
@@ -223,20 +223,4 @@ async fn operation_and_after_remote_hooks() {
         s.get("/api/posts/2/exists").await.1,
         json!({"exists": true})
     );
-}
-
-fn copy(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for e in std::fs::read_dir(from).expect("read") {
-        let e = e.expect("entry");
-        let name = e.file_name();
-        if name.to_string_lossy().contains(".sqlite") {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).expect("copy");
-        }
-    }
 }

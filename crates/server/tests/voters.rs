@@ -186,7 +186,7 @@ async fn role_based_authorizer_and_precedence() {
 async fn metadata_in_model_json_and_precedence_allow() {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = common::workspace_root().join("examples/wall");
-    copy(&root, dir.path());
+    common::copy_dir(&root, dir.path());
     let post = dir.path().join("common/models/post.json");
     let mut model: Value =
         serde_json::from_str(&std::fs::read_to_string(&post).expect("read")).expect("json");
@@ -212,20 +212,4 @@ async fn metadata_in_model_json_and_precedence_allow() {
         .request(Method::DELETE, "/api/posts/1", None, Some(&b))
         .await;
     assert_eq!((st, body), (StatusCode::OK, json!({"count": 1})));
-}
-
-fn copy(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for e in std::fs::read_dir(from).expect("read") {
-        let e = e.expect("entry");
-        let name = e.file_name();
-        if name.to_string_lossy().contains(".sqlite") {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).expect("copy");
-        }
-    }
 }
