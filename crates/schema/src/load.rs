@@ -912,6 +912,15 @@ impl Loader {
             self.merge_definition(name, raws, &mut cache, &mut Vec::new())?;
         }
 
+        let user_model_names: std::collections::HashSet<String> = attached
+            .iter()
+            .filter(|(n, _, _)| {
+                cache
+                    .get(n)
+                    .is_some_and(|m| m.lineage.iter().any(|l| l == "User"))
+            })
+            .map(|(n, _, _)| n.clone())
+            .collect();
         let mut models: Vec<Model> = Vec::new();
         let mut pending_relations: Vec<(usize, Located)> = Vec::new();
         for (idx, (name, public, data_source)) in attached.iter().enumerate() {
@@ -936,7 +945,17 @@ impl Loader {
             }
             let mut acls = Vec::with_capacity(acl_values.len());
             for (value, aloc, source) in &acl_values {
-                acls.push(parse_rule(value, aloc, name, source.clone())?);
+                let rule = parse_rule(value, aloc, name, source.clone())?;
+                // A principal type other than USER/APP/ROLE must name a user model:
+                // anything else (a lowercase `role`, a typo) would silently never match.
+                if let PrincipalType::Custom(custom) = &rule.principal_type {
+                    if !user_model_names.contains(custom) {
+                        return Err(aloc.key("principalType").err(format!(
+                            "unknown principalType `{custom}` (expected USER, APP, ROLE or the name of a user model)"
+                        )));
+                    }
+                }
+                acls.push(rule);
             }
             let model = self.compile_model(
                 ModelId(idx),
