@@ -44,26 +44,26 @@ const MODEL: &str = "Doc";
 
 /// `(accessType, property, role, permission)` for the 20 static rules, in pool order.
 const RULES: [(&str, &str, &str, &str); 20] = [
-    ("*", "*", "$everyone", "DENY"),                         // 0  default deny
-    ("READ", "*", "$everyone", "ALLOW"),                     // 1  public reads
-    ("EXECUTE", "create", "$authenticated", "ALLOW"),        // 2
-    ("EXECUTE", "deleteById", "$owner", "ALLOW"),            // 3
-    ("EXECUTE", "patchAttributes", "$owner", "ALLOW"),       // 4
-    ("EXECUTE", "replaceById", "$owner", "ALLOW"),           // 5
-    ("*", "*", "admin", "ALLOW"),                            // 6
-    ("EXECUTE", "publish", "editor", "ALLOW"),               // 7
-    ("EXECUTE", "archive", "editor", "ALLOW"),               // 8
-    ("EXECUTE", "patchAttributes", "editor", "ALLOW"),       // 9
-    ("EXECUTE", "approve", "reviewer", "ALLOW"),             // 10
-    ("EXECUTE", "approve", "$owner", "DENY"),                // 11 no self-approval
-    ("READ", "audit", "$everyone", "DENY"),                  // 12
-    ("READ", "audit", "auditor", "ALLOW"),                   // 13
-    ("READ", "stats", "auditor", "ALLOW"),                   // 14
-    ("READ", "stats", "$everyone", "DENY"),                  // 15
-    ("EXECUTE", "export", "$unauthenticated", "DENY"),       // 16
-    ("EXECUTE", "export", "$authenticated", "ALLOW"),        // 17
-    ("EXECUTE", "exists", "$everyone", "DENY"),              // 18
-    ("READ", "count", "$authenticated", "ALLOW"),            // 19 redundant with 1
+    ("*", "*", "$everyone", "DENY"),                   // 0  default deny
+    ("READ", "*", "$everyone", "ALLOW"),               // 1  public reads
+    ("EXECUTE", "create", "$authenticated", "ALLOW"),  // 2
+    ("EXECUTE", "deleteById", "$owner", "ALLOW"),      // 3
+    ("EXECUTE", "patchAttributes", "$owner", "ALLOW"), // 4
+    ("EXECUTE", "replaceById", "$owner", "ALLOW"),     // 5
+    ("*", "*", "admin", "ALLOW"),                      // 6
+    ("EXECUTE", "publish", "editor", "ALLOW"),         // 7
+    ("EXECUTE", "archive", "editor", "ALLOW"),         // 8
+    ("EXECUTE", "patchAttributes", "editor", "ALLOW"), // 9
+    ("EXECUTE", "approve", "reviewer", "ALLOW"),       // 10
+    ("EXECUTE", "approve", "$owner", "DENY"),          // 11 no self-approval
+    ("READ", "audit", "$everyone", "DENY"),            // 12
+    ("READ", "audit", "auditor", "ALLOW"),             // 13
+    ("READ", "stats", "auditor", "ALLOW"),             // 14
+    ("READ", "stats", "$everyone", "DENY"),            // 15
+    ("EXECUTE", "export", "$unauthenticated", "DENY"), // 16
+    ("EXECUTE", "export", "$authenticated", "ALLOW"),  // 17
+    ("EXECUTE", "exists", "$everyone", "DENY"),        // 18
+    ("READ", "count", "$authenticated", "ALLOW"),      // 19 redundant with 1
 ];
 
 /// The methods of `Doc` with their access types (LoopBack's defaults for the built-in
@@ -145,15 +145,60 @@ struct Caller {
 }
 
 const CALLERS: [Caller; 9] = [
-    Caller { name: "anonymous", user: None, roles: &[], owner: false },
-    Caller { name: "user", user: Some("2"), roles: &[], owner: false },
-    Caller { name: "owner", user: Some("1"), roles: &[], owner: true },
-    Caller { name: "editor", user: Some("3"), roles: &["editor"], owner: false },
-    Caller { name: "editor-owner", user: Some("1"), roles: &["editor"], owner: true },
-    Caller { name: "reviewer", user: Some("4"), roles: &["reviewer"], owner: false },
-    Caller { name: "reviewer-owner", user: Some("1"), roles: &["reviewer"], owner: true },
-    Caller { name: "auditor", user: Some("5"), roles: &["auditor"], owner: false },
-    Caller { name: "admin", user: Some("6"), roles: &["admin"], owner: false },
+    Caller {
+        name: "anonymous",
+        user: None,
+        roles: &[],
+        owner: false,
+    },
+    Caller {
+        name: "user",
+        user: Some("2"),
+        roles: &[],
+        owner: false,
+    },
+    Caller {
+        name: "owner",
+        user: Some("1"),
+        roles: &[],
+        owner: true,
+    },
+    Caller {
+        name: "editor",
+        user: Some("3"),
+        roles: &["editor"],
+        owner: false,
+    },
+    Caller {
+        name: "editor-owner",
+        user: Some("1"),
+        roles: &["editor"],
+        owner: true,
+    },
+    Caller {
+        name: "reviewer",
+        user: Some("4"),
+        roles: &["reviewer"],
+        owner: false,
+    },
+    Caller {
+        name: "reviewer-owner",
+        user: Some("1"),
+        roles: &["reviewer"],
+        owner: true,
+    },
+    Caller {
+        name: "auditor",
+        user: Some("5"),
+        roles: &["auditor"],
+        owner: false,
+    },
+    Caller {
+        name: "admin",
+        user: Some("6"),
+        roles: &["admin"],
+        owner: false,
+    },
 ];
 
 fn engine() -> Engine {
@@ -213,9 +258,7 @@ fn uid(s: &str) -> EntityUid {
 fn cedar() -> Cedar {
     use serde_json::json;
     let policies: PolicySet = CEDAR_POLICIES.parse().expect("Cedar policies parse");
-    let entity = |ty: &str, id: &str, attrs: serde_json::Value, parents: Vec<serde_json::Value>| {
-        json!({"uid": {"type": ty, "id": id}, "attrs": attrs, "parents": parents})
-    };
+    let entity = |ty: &str, id: &str, attrs: serde_json::Value, parents: Vec<serde_json::Value>| json!({"uid": {"type": ty, "id": id}, "attrs": attrs, "parents": parents});
     let mut entities = vec![entity("Anonymous", "anonymous", json!({}), vec![])];
     for role in ["admin", "editor", "reviewer", "auditor"] {
         entities.push(entity("Role", role, json!({}), vec![]));
@@ -422,9 +465,7 @@ fn output_dir() -> std::path::PathBuf {
     }
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target")
-        });
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
     target.join("criterion")
 }
 
@@ -465,8 +506,7 @@ fn ratios() {
     let dir = output_dir();
     let file = dir.join("portcullis-authz-vs-cedar.json");
     let doc = serde_json::json!({ "unit": "ns per decision (median)", "cases": rows });
-    if std::fs::create_dir_all(&dir).is_ok()
-        && std::fs::write(&file, format!("{doc:#}\n")).is_ok()
+    if std::fs::create_dir_all(&dir).is_ok() && std::fs::write(&file, format!("{doc:#}\n")).is_ok()
     {
         println!("written: {}", file.display());
     }
