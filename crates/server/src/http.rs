@@ -174,6 +174,13 @@ impl ServerBuilder {
         self.ext.groups = crate::groups::GroupConfig::from_app(&self.app)
             .map_err(|e| StartError::Access(e.to_string()))?
             .map(Arc::new);
+        if self.ext.mailer.is_none() {
+            if let Some(smtp) =
+                crate::smtp::SmtpMailer::from_app(&self.app).map_err(StartError::Config)?
+            {
+                self.ext.mailer = Some(Arc::new(smtp));
+            }
+        }
         let app = Arc::new(self.app);
         let store = Store::open(app.clone()).await?;
         if let Some(data) = &self.seed {
@@ -191,6 +198,10 @@ impl ServerBuilder {
             .reload(&store)
             .await
             .map_err(|e| StartError::Access(e.message))?;
+        // Other nodes' invalidations and change events (PostgreSQL only).
+        crate::cluster::Cluster::start(&state)
+            .await
+            .map_err(|e| StartError::Store(portcullis_store::StoreError::Unavailable(e)))?;
         let router = router(state);
         Ok(Server { router, app, store })
     }

@@ -3,8 +3,11 @@
 //! speaks HTTP and JSON wire shapes.
 
 pub mod access;
+pub mod apps;
 pub mod authorize;
 pub mod body;
+pub mod changes;
+pub mod cluster;
 pub mod error;
 pub mod explorer;
 pub mod groups;
@@ -18,6 +21,7 @@ pub mod rest;
 pub mod route;
 pub mod secrets;
 pub mod seed;
+pub mod smtp;
 pub mod throttle;
 pub mod token;
 pub mod users;

@@ -53,6 +53,10 @@ pub struct RestState {
     pub hooks: Hooks,
     /// `loopback-component-access-groups`, when the app configures it.
     pub groups: Option<Arc<GroupConfig>>,
+    /// Cache invalidation across nodes (PostgreSQL; a no-op on SQLite). See `cluster.rs`.
+    pub cluster: crate::cluster::Cluster,
+    /// Change-stream subscribers of this node. See `changes.rs`.
+    pub changes: crate::changes::Changes,
     /// Declared custom methods per model, indexed by `Action::Remote`.
     pub custom: HashMap<ModelId, Vec<CustomMethod>>,
     pub handlers: Handlers,
@@ -124,6 +128,8 @@ impl RestState {
             matrix: MatrixOptions::from_config(&app.config.raw),
             access: AccessControl::new(&app, ext.resolvers, ext.groups.as_ref()),
             groups: ext.groups,
+            cluster: crate::cluster::Cluster::for_store(&store),
+            changes: crate::changes::Changes::default(),
             tokens: TokenCache::default(),
             token_options: TokenOptions::from_app(&app),
             token_model: app.model_id("AccessToken"),
@@ -486,6 +492,7 @@ async fn dispatch(
         && state.access.is_access_model(model.id)
     {
         state.access.reload(&state.store).await?;
+        state.cluster.access_changed().await;
     }
     Ok(outcome)
 }

@@ -252,6 +252,14 @@ impl TokenCache {
         }
     }
 
+    /// Drops every cached token (after a cluster listener reconnects: it may have missed
+    /// invalidations).
+    pub fn clear(&self) {
+        if let Ok(mut map) = self.entries.write() {
+            map.clear();
+        }
+    }
+
     /// Drops every cached token of `user_id` except `keep`.
     pub fn remove_user(&self, user_id: &str, keep: Option<&str>) {
         if let Ok(mut map) = self.entries.write() {

@@ -271,6 +271,10 @@ pub async fn invalidate_tokens(
     inv.state
         .tokens
         .remove_user(&value_to_id_string(user_id), keep);
+    inv.state
+        .cluster
+        .user_tokens_removed(&value_to_id_string(user_id), keep)
+        .await;
     Ok(())
 }
 
@@ -399,6 +403,7 @@ pub async fn run_user(
                 .await
                 .map_err(|e| store_error("AccessToken", e))?;
             inv.state.tokens.remove(&token.key);
+            inv.state.cluster.token_removed(&token.key).await;
             Ok(Outcome::NoContent)
         }
         UserOp::Verify => verify(inv, model).await,

@@ -212,6 +212,17 @@ impl Store {
         )
     }
 
+    /// The connection settings of the app's first PostgreSQL database (its URL, with the
+    /// datasource's `schema` as the `search_path` and the store's connect timeout), for a
+    /// caller that needs a dedicated connection of its own: the server's cluster module
+    /// LISTENs on one. `None` when no model is stored in PostgreSQL.
+    pub fn postgres_config(&self) -> Option<tokio_postgres::Config> {
+        self.inner.dbs.iter().find_map(|db| match db {
+            Db::Postgres(pg) => Some(pg.config().clone()),
+            Db::Sqlite(_) => None,
+        })
+    }
+
     /// The query plan of the statement `find` would run (includes left out).
     pub async fn explain(
         &self,

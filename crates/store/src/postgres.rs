@@ -44,6 +44,8 @@ const PG_EPOCH_US: i64 = 946_684_800_000_000;
 
 pub(crate) struct PgDb {
     pool: Pool,
+    /// The connection settings (URL, schema as `search_path`, timeouts) the pool uses.
+    config: Box<tokio_postgres::Config>,
     /// Unique index or primary key name → (table, column), to name the property of a
     /// unique violation.
     uniques: HashMap<String, (String, String)>,
@@ -129,7 +131,7 @@ impl PgDb {
             _ => config.get_options().and_then(schema_from_options),
         };
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -159,7 +161,11 @@ impl PgDb {
             let pkey = format!("{}_pkey", truncate(&model.table, MAX_IDENT - 5));
             uniques.insert(pkey, (model.table.clone(), model.id_name().to_string()));
         }
-        let db = PgDb { pool, uniques };
+        let db = PgDb {
+            pool,
+            config: Box::new(config),
+            uniques,
+        };
         db.run(false, |conn| {
             // One autoupdate at a time per schema, across processes.
             let key = schema.clone().unwrap_or_default();
@@ -214,6 +220,11 @@ impl PgDb {
         })?;
         rt.block_on(tx.commit()).map_err(|e| self.error(e))?;
         Ok(out)
+    }
+
+    /// The settings a new connection to this database takes (see `Store::postgres_config`).
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
     }
 
     pub(crate) fn read<T>(

@@ -128,9 +128,12 @@ impl PgTarget {
     /// Drops the schema on its own thread and runtime (usable from `Drop`), best effort.
     pub fn drop_schema(&self) {
         let url = self.url.clone();
+        let schema = self.schema.clone();
+        // The servers being dropped may hold a transaction open on the schema (their runtime
+        // is this thread, blocked here): end their sessions first, then drop.
         let sql = format!(
-            "SET lock_timeout = '5s'; DROP SCHEMA IF EXISTS \"{}\" CASCADE",
-            self.schema.replace('"', "\"\"")
+            "SET lock_timeout = '2s'; DROP SCHEMA IF EXISTS \"{}\" CASCADE",
+            schema.replace('"', "\"\"")
         );
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -142,7 +145,21 @@ impl PgTarget {
                     .await
                     .ok()?;
                 tokio::spawn(conn);
-                client.batch_execute(&sql).await.ok()
+                for _ in 0..3 {
+                    let _ = client
+                        .execute(
+                            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                             JOIN pg_class c ON c.oid = l.relation \
+                             JOIN pg_namespace n ON n.oid = c.relnamespace \
+                             WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
+                            &[&schema],
+                        )
+                        .await;
+                    if client.batch_execute(&sql).await.is_ok() {
+                        return Some(());
+                    }
+                }
+                None
             })
         })
         .join();
@@ -216,6 +233,37 @@ impl TestServer {
         configure: impl FnOnce(portcullis_server::ServerBuilder) -> portcullis_server::ServerBuilder,
     ) -> TestServer {
         let pg = pg_backend().map(|url| use_postgres(dir.path(), &url));
+        Self::serve_dir(dir, pg, configure).await
+    }
+
+    /// Two nodes of `app_dir` over the same PostgreSQL schema at `url` (the first node owns
+    /// the schema and seeds it). For the cluster tests.
+    pub async fn start_pair(app_dir: &str, url: &str) -> (TestServer, TestServer) {
+        Self::start_pair_with(app_dir, url, |b| b, |b| b).await
+    }
+
+    pub async fn start_pair_with(
+        app_dir: &str,
+        url: &str,
+        configure_a: impl FnOnce(portcullis_server::ServerBuilder) -> portcullis_server::ServerBuilder,
+        configure_b: impl FnOnce(portcullis_server::ServerBuilder) -> portcullis_server::ServerBuilder,
+    ) -> (TestServer, TestServer) {
+        let dir_a = tempfile::tempdir().expect("tempdir");
+        copy_dir(&workspace_root().join(app_dir), dir_a.path());
+        let pg = use_postgres(dir_a.path(), url);
+        let dir_b = tempfile::tempdir().expect("tempdir");
+        copy_dir(dir_a.path(), dir_b.path());
+        let _ = std::fs::remove_file(dir_b.path().join("server/seed.json"));
+        let a = Self::serve_dir(dir_a, Some(pg), configure_a).await;
+        let b = Self::serve_dir(dir_b, None, configure_b).await;
+        (a, b)
+    }
+
+    async fn serve_dir(
+        dir: tempfile::TempDir,
+        pg: Option<PgTarget>,
+        configure: impl FnOnce(portcullis_server::ServerBuilder) -> portcullis_server::ServerBuilder,
+    ) -> TestServer {
         let app = portcullis_schema::load_app(dir.path()).expect("app loads");
         let mut builder = portcullis_server::ServerBuilder::new(app);
         // The seed-file convention, as `portcullis serve` applies it: before the access
