@@ -108,6 +108,10 @@ pub struct AccessControl {
     db_rules: RwLock<Arc<DbRules>>,
     roles: RwLock<Arc<StaticRoles>>,
     resolvers: HashMap<String, Arc<dyn RoleResolver>>,
+    /// The built-in `$group:` resolvers among `resolvers` (full name → stored role), for
+    /// judging rows that no longer exist (change streams).
+    group_roles: HashMap<String, String>,
+    groups: Option<Arc<GroupConfig>>,
     acl_model: Option<ModelId>,
     role_model: Option<ModelId>,
     role_mapping_model: Option<ModelId>,
@@ -134,9 +138,11 @@ impl AccessControl {
         mut resolvers: HashMap<String, Arc<dyn RoleResolver>>,
         groups: Option<&Arc<GroupConfig>>,
     ) -> Self {
+        let mut group_roles = HashMap::new();
         if let Some(config) = groups {
             for (full, short) in &config.roles {
                 resolvers.entry(full.clone()).or_insert_with(|| {
+                    group_roles.insert(full.clone(), short.clone());
                     Arc::new(GroupRole {
                         config: config.clone(),
                         role: short.clone(),
@@ -170,6 +176,8 @@ impl AccessControl {
             db_rules: RwLock::new(Arc::new(DbRules::empty())),
             roles: RwLock::new(Arc::new(StaticRoles::default())),
             resolvers,
+            group_roles,
+            groups: groups.cloned(),
             acl_model: app.model_id("ACL"),
             role_model: app.model_id("Role"),
             role_mapping_model: app.model_id("RoleMapping"),
@@ -300,6 +308,74 @@ impl AccessControl {
         };
         tracing::debug!(target: "portcullis::security", "{decision}");
         Ok(Some(decision))
+    }
+
+    /// Decides a READ of a row that no longer exists (a change-stream `remove` event) from
+    /// its last state: `$owner` and the built-in group roles are answered from `last`,
+    /// static roles as usual. `Ok(None)` when that cannot be decided without the row (a
+    /// custom resolver is asked): the caller must then not deliver.
+    pub async fn check_removed(
+        &self,
+        app: &App,
+        store: &Store,
+        input: &AccessInput<'_>,
+        last: &Record,
+    ) -> Result<Option<bool>, ApiError> {
+        if !self.enabled {
+            return Ok(Some(true));
+        }
+        if !scopes_allow(input.model, &input.method.name, input.token) {
+            return Ok(Some(false));
+        }
+        let principals = principals_of(app, input.token, input.app_id);
+        let db_rules = self.db_rules.read().map(|g| g.clone()).unwrap_or_default();
+        let roles = self.roles.read().map(|g| g.clone()).unwrap_or_default();
+        let request = AccessRequest::new(
+            &input.model.name,
+            &input.method.name,
+            &input.method.aliases,
+            input.method.access_type,
+        );
+        let user_id = input.token.and_then(Token::user_id_string);
+        let mut run = self.engine.start(
+            &request,
+            &principals,
+            &db_rules,
+            input.model.options.default_permission,
+        );
+        let decision = loop {
+            match run.next() {
+                Step::NeedRole(role) => {
+                    let held = if let Some(short) = self.group_roles.get(&role) {
+                        let (Some(groups), Some(uid)) = (&self.groups, user_id.as_deref()) else {
+                            run.answer(false);
+                            continue;
+                        };
+                        match groups
+                            .holds_for_row(app, store, input.model, last, uid, short)
+                            .await
+                        {
+                            Ok(held) => held,
+                            Err(e) => {
+                                tracing::error!(target: "portcullis::security", role, error = %e, "group role check failed");
+                                return Ok(None);
+                            }
+                        }
+                    } else if self.resolvers.contains_key(&role) {
+                        return Ok(None);
+                    } else if role == OWNER {
+                        user_id
+                            .as_deref()
+                            .is_some_and(|uid| owns(app, input.model, last, uid))
+                    } else {
+                        roles.holds(&role, &principals)
+                    };
+                    run.answer(held);
+                }
+                Step::Done(decision) => break decision,
+            }
+        };
+        Ok(Some(decision.allowed))
     }
 
     /// The error for a denial: 401 without a token, else the configured status.
@@ -466,6 +542,19 @@ async fn is_owner(
     else {
         return Ok(false);
     };
+    Ok(owns(app, model, &instance, user_id))
+}
+
+/// LoopBack's owner detection on a loaded instance.
+fn owns(app: &App, model: &Model, instance: &Record, user_id: &str) -> bool {
+    if user_id.is_empty() {
+        return false;
+    }
+    if model.is_user_model() {
+        return instance
+            .get(model.id_name())
+            .is_some_and(|v| value_to_id_string(v) == user_id);
+    }
     let matches = |v: Option<&Value>| {
         v.filter(|v| !v.is_null())
             .is_some_and(|v| value_to_id_string(v) == user_id)
@@ -476,7 +565,7 @@ async fn is_owner(
             .iter()
             .filter(|r| r.kind == RelationKind::BelongsTo && app.model(r.target).is_user_model())
     };
-    Ok(match &model.options.owner_relations {
+    match &model.options.owner_relations {
         OwnerRelations::Legacy => {
             let legacy = instance
                 .get("userId")
@@ -487,16 +576,16 @@ async fn is_owner(
                 // Only the first belongsTo to a user model counts (LoopBack's rule).
                 None => user_relations()
                     .next()
-                    .is_some_and(|r| owner_via(&instance, &r.foreign_key, matches)),
+                    .is_some_and(|r| owner_via(instance, &r.foreign_key, matches)),
             }
         }
         OwnerRelations::All => {
-            user_relations().any(|r| owner_via(&instance, &r.foreign_key, matches))
+            user_relations().any(|r| owner_via(instance, &r.foreign_key, matches))
         }
         OwnerRelations::Named(names) => user_relations()
             .filter(|r| names.contains(&r.name))
-            .any(|r| owner_via(&instance, &r.foreign_key, matches)),
-    })
+            .any(|r| owner_via(instance, &r.foreign_key, matches)),
+    }
 }
 
 fn owner_via(instance: &Record, key: &str, matches: impl Fn(Option<&Value>) -> bool) -> bool {

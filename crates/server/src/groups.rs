@@ -128,7 +128,7 @@ impl GroupConfig {
 
     /// The column that names a row's group: the id for the group model, the foreign key
     /// for content.
-    fn group_column(&self, app: &App, model: &Model) -> Option<(String, PropType)> {
+    pub(crate) fn group_column(&self, app: &App, model: &Model) -> Option<(String, PropType)> {
         if self.is_group_model(model) {
             Some((model.id_name().to_string(), model.id_prop().ty.clone()))
         } else if self.is_content_model(model) {
@@ -264,6 +264,51 @@ impl GroupConfig {
             }
         }
         Ok((target.clone(), target))
+    }
+
+    /// Whether `user_id` holds `role` for `row` of `model`, judged from the row as given
+    /// (its last state, for a row that no longer exists), the way [`GroupRole`] judges a
+    /// read of a stored row.
+    pub(crate) async fn holds_for_row(
+        &self,
+        app: &App,
+        store: &Store,
+        model: &Model,
+        row: &portcullis_store::Record,
+        user_id: &str,
+        role: &str,
+    ) -> Result<bool, String> {
+        let current = self
+            .group_column(app, model)
+            .and_then(|(column, _)| row.get(&column).filter(|v| truthy(v)).cloned());
+        match current {
+            Some(group) => self.has_role(app, store, user_id, role, Some(&group)).await,
+            // As for a read without a group context.
+            None => Ok(self.apply_to_static),
+        }
+    }
+
+    /// The ids (as strings) of the groups `user_id` belongs to, in any role.
+    pub(crate) async fn member_groups(
+        &self,
+        app: &App,
+        store: &Store,
+        user_id: &str,
+    ) -> Result<Vec<String>, String> {
+        let filter = portcullis_query::Filter {
+            where_: Some(self.memberships(app, user_id, None)),
+            ..portcullis_query::Filter::default()
+        };
+        let rows = store
+            .find(self.access_model, &filter)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| r.get(&self.foreign_key))
+            .filter(|v| truthy(v))
+            .map(value_to_id_string)
+            .collect())
     }
 
     async fn holds(&self, ctx: &RoleContext<'_>, role: &str) -> Result<bool, String> {

@@ -50,6 +50,8 @@ pub struct Server {
     pub router: Router,
     pub app: Arc<App>,
     pub store: Store,
+    /// Open change streams end when the server shuts down.
+    changes: Arc<RestState>,
 }
 
 /// Builds a server from an app, with the Rust extension points (role resolvers, mail).
@@ -162,6 +164,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Change-stream tuning: heartbeat interval and per-subscriber buffer.
+    pub fn change_streams(mut self, options: crate::changes::ChangeStreamOptions) -> Self {
+        self.ext.change_streams = options;
+        self
+    }
+
     /// Sends verification and reset mails through `mailer` instead of the log.
     pub fn mailer(mut self, mailer: Arc<dyn Mailer>) -> Self {
         self.ext.mailer = Some(mailer);
@@ -202,8 +210,13 @@ impl ServerBuilder {
         crate::cluster::Cluster::start(&state)
             .await
             .map_err(|e| StartError::Store(portcullis_store::StoreError::Unavailable(e)))?;
-        let router = router(state);
-        Ok(Server { router, app, store })
+        let router = router(state.clone());
+        Ok(Server {
+            router,
+            app,
+            store,
+            changes: state,
+        })
     }
 }
 
@@ -236,6 +249,12 @@ impl Server {
                 self.app.config.rest_api_root
             );
         }
+        let state = self.changes.clone();
+        let shutdown = async move {
+            shutdown.await;
+            // Event streams never finish on their own; graceful shutdown would wait forever.
+            state.changes.close();
+        };
         axum::serve(
             listener,
             self.router

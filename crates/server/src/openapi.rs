@@ -351,6 +351,20 @@ impl<'a> Builder<'a> {
                 params.push(query_param("where", WHERE_DESCRIPTION, false));
                 responses.insert("200".into(), ok(count, "How many instances match"));
             }
+            Action::ChangeStream => {
+                params.push(query_param(
+                    "options",
+                    "JSON object: `where` narrows the events to rows that match it.",
+                    false,
+                ));
+                responses.insert(
+                    "200".into(),
+                    json!({
+                        "description": "Server-sent events: `data: {\"type\", \"target\", \"data\"}`",
+                        "content": { "text/event-stream": { "schema": {"type": "string"} } }
+                    }),
+                );
+            }
             Action::PatchAttributes => {
                 body = Some(json_body(self.model_ref(id, Shape::Patch), false));
                 let r = self.model_ref(id, Shape::Response);
@@ -552,6 +566,7 @@ fn summary(model: &Model, method: &RemoteMethod) -> String {
         Action::DeleteById => "Delete a model instance by id from the data source.".into(),
         Action::Count => "Count instances of the model matched by where from the data source.".into(),
         Action::PatchAttributes => "Patch attributes for a model instance and persist it into the data source.".into(),
+        Action::ChangeStream => "Create a change stream.".into(),
         Action::Relation { relation, op } => {
             let name = relation_name(relation);
             let kind = model.relations.get(relation).map(|r| r.kind);

@@ -19,6 +19,7 @@ use serde_json::{json, Map, Value};
 use crate::access::{AccessControl, AccessInput, RoleResolver};
 use crate::authorize::{acl_vote, run_matrix, MatrixOptions, VoterContext, VoterFn};
 use crate::body::read_body;
+use crate::changes::ChangeKind;
 use crate::error::{store_error, ApiError};
 use crate::groups::GroupConfig;
 use crate::hooks::{Hooks, Operation, OperationContext, RemoteContext};
@@ -76,6 +77,7 @@ pub struct Extensions {
     pub handlers: Handlers,
     pub voters: HashMap<String, Arc<VoterFn>>,
     pub authorize: HashMap<(String, String), AuthorizeMeta>,
+    pub change_streams: crate::changes::ChangeStreamOptions,
 }
 
 impl RestState {
@@ -129,7 +131,7 @@ impl RestState {
             access: AccessControl::new(&app, ext.resolvers, ext.groups.as_ref()),
             groups: ext.groups,
             cluster: crate::cluster::Cluster::for_store(&store),
-            changes: crate::changes::Changes::default(),
+            changes: crate::changes::Changes::new(ext.change_streams),
             tokens: TokenCache::default(),
             token_options: TokenOptions::from_app(&app),
             token_model: app.model_id("AccessToken"),
@@ -151,6 +153,13 @@ impl RestState {
             app,
             store,
         })
+    }
+
+    /// One of `model`'s remote methods by its canonical name.
+    pub(crate) fn remote_method(&self, model: &Model, name: &str) -> Option<&RemoteMethod> {
+        self.models
+            .get(&model.http_path.to_ascii_lowercase())
+            .and_then(|(_, methods)| methods.iter().find(|m| m.name == name))
     }
 
     /// The `authorize` metadata of a method, from its declaration, the model's `authorize`
@@ -204,6 +213,8 @@ pub enum Outcome {
     NoContent,
     /// 302 to a same-site path.
     Redirect(String),
+    /// A response built by the method itself (a change stream).
+    Stream(Response),
 }
 
 pub async fn handle(State(state): State<Arc<RestState>>, request: Request) -> Response {
@@ -225,6 +236,7 @@ pub async fn handle(State(state): State<Arc<RestState>>, request: Request) -> Re
         Ok(Outcome::Json(value)) => json_response(StatusCode::OK, &value),
         Ok(Outcome::Empty(status)) => status.into_response(),
         Ok(Outcome::NoContent) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Outcome::Stream(response)) => response,
         Ok(Outcome::Redirect(to)) => match HeaderValue::from_str(&to) {
             Ok(v) => (StatusCode::FOUND, [(header::LOCATION, v)]).into_response(),
             Err(_) => crate::error::error_response(
@@ -255,7 +267,7 @@ pub fn json_response(status: StatusCode, value: &Value) -> Response {
 }
 
 async fn dispatch(
-    state: &RestState,
+    state: &Arc<RestState>,
     method: &axum::http::Method,
     uri: &axum::http::Uri,
     headers: &HeaderMap,
@@ -427,6 +439,25 @@ async fn dispatch(
             }
         }
     }
+    if matched.method.action == Action::ChangeStream {
+        let where_ = change_stream_where(state, model, &query, body.as_ref())?;
+        let last_event_id = headers
+            .get("last-event-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok());
+        let response = crate::changes::open(
+            state.clone(),
+            crate::changes::Subscription {
+                model: model.id,
+                token,
+                app_id,
+                where_,
+                last_event_id,
+            },
+        )
+        .await?;
+        return Ok(Outcome::Stream(response));
+    }
     let write_ctx = WriteContext {
         user_id: token.as_ref().and_then(|t| t.user_id.clone()),
     };
@@ -495,6 +526,29 @@ async fn dispatch(
         state.cluster.access_changed().await;
     }
     Ok(outcome)
+}
+
+/// The `where` of a change stream's `options` (query `options={"where":…}`, or `options` in
+/// a JSON or form body).
+fn change_stream_where(
+    state: &RestState,
+    model: &Model,
+    query: &Map<String, Value>,
+    body: Option<&Value>,
+) -> Result<Option<Where>, ApiError> {
+    let raw = query
+        .get("options")
+        .or_else(|| body.and_then(|b| b.get("options")));
+    let Some(options) = portcullis_query::object_arg(raw)? else {
+        return Ok(None);
+    };
+    let Value::Object(options) = options else {
+        return Err(ApiError::bad_request("options must be an object"));
+    };
+    match portcullis_query::object_arg(options.get("where"))? {
+        Some(w) => Ok(portcullis_query::parse_where(&state.app, model.id, &w)?),
+        None => Ok(None),
+    }
 }
 
 async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> {
@@ -606,6 +660,10 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             for row in stored {
                 created.push(inv.op_save(model, Operation::AfterSave, row, true).await?);
             }
+            inv.state
+                .changes
+                .publish_rows(inv.state, model, ChangeKind::Create, &created)
+                .await;
             if data.is_array() {
                 Ok(Outcome::Json(inv.shape_all(model, created)))
             } else {
@@ -657,6 +715,12 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             let saved = inv
                 .op_save(model, Operation::AfterSave, saved, before.is_none())
                 .await?;
+            let kind = if before.is_none() {
+                ChangeKind::Create
+            } else {
+                ChangeKind::Update
+            };
+            inv.publish(model, kind, &saved).await;
             if let (Some(before), true) = (&before, model.is_user_model()) {
                 crate::users::after_user_update(inv, model, before, &saved).await?;
             }
@@ -679,6 +743,7 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                     .into_iter()
                     .next()
                     .ok_or_else(|| ApiError::internal("create returned no row"))?;
+                inv.publish(model, ChangeKind::Create, &row).await;
                 return Ok(Outcome::Json(inv.shape(model, row)));
             }
             if model.is_user_model() {
@@ -692,6 +757,7 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                 .upsert_with_where(model.id, where_.as_ref(), row)
                 .await
                 .map_err(err)?;
+            inv.publish(model, ChangeKind::Update, &saved).await;
             Ok(Outcome::Json(inv.shape(model, saved)))
         }
         Action::UpdateAll => {
@@ -729,8 +795,17 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                     let by_id = Some(eq(model.id_name(), &model.id_prop().ty, id.clone()));
                     inv.op_delete(model, Operation::BeforeDelete, by_id.clone())
                         .await?;
+                    // The last state judges who may see the `remove` event.
+                    let last = if inv.state.changes.wants_last_state(inv.state, model) {
+                        store.find_by_id(model.id, &id, None).await.map_err(err)?
+                    } else {
+                        None
+                    };
                     let n = store.delete_by_id(model.id, &id).await.map_err(err)?;
                     inv.op_delete(model, Operation::AfterDelete, by_id).await?;
+                    if n > 0 {
+                        inv.publish_removed(model, &id, last.as_ref()).await;
+                    }
                     n
                 }
                 None => 0,
@@ -772,6 +847,7 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             let saved = inv
                 .op_save(model, Operation::AfterSave, saved, false)
                 .await?;
+            inv.publish(model, ChangeKind::Update, &saved).await;
             if model.is_user_model() {
                 crate::users::after_user_update(inv, model, &before, &saved).await?;
             }
@@ -797,11 +873,14 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             let saved = inv
                 .op_save(model, Operation::AfterSave, saved, false)
                 .await?;
+            inv.publish(model, ChangeKind::Update, &saved).await;
             if model.is_user_model() {
                 crate::users::after_user_update(inv, model, &before, &saved).await?;
             }
             Ok(Outcome::Json(inv.shape(model, saved)))
         }
+        // Answered in `dispatch`, right after authorization.
+        Action::ChangeStream => Err(ApiError::internal("change streams are opened by dispatch")),
         Action::Relation { relation, op } => {
             let relation = &model.relations[relation];
             let (_, parent) = inv.load_instance(model).await?;
@@ -1033,6 +1112,7 @@ async fn run_relation(
                         .await
                         .map_err(err)?
                         .ok_or_else(missing)?;
+                    inv.publish(target, ChangeKind::Update, &saved).await;
                     Ok(Outcome::Json(inv.shape(target, saved)))
                 }
                 _ => {
@@ -1040,7 +1120,10 @@ async fn run_relation(
                         let link = inv.link_where(relation, through, parent, kt, &fk)?;
                         store.delete_all(through, Some(&link)).await.map_err(err)?;
                     }
-                    store.delete_by_id(target.id, &id).await.map_err(err)?;
+                    let n = store.delete_by_id(target.id, &id).await.map_err(err)?;
+                    if n > 0 {
+                        inv.publish_removed(target, &id, Some(&row)).await;
+                    }
                     Ok(Outcome::NoContent)
                 }
             }
@@ -1077,13 +1160,31 @@ async fn run_relation(
                     .await
                     .map_err(|e| store_error(&app.model(through).name, e))?;
             }
+            inv.publish(target, ChangeKind::Create, &created).await;
             Ok(Outcome::Json(inv.shape(target, created)))
         }
         RelOp::Delete | RelOp::Destroy => {
+            // Each removed row is published, judged by its last state.
+            let removed = if inv.state.changes.wants_last_state(inv.state, target) {
+                let filter = Filter {
+                    where_: Some(scope.clone()),
+                    ..Filter::default()
+                };
+                store.find(target.id, &filter).await.map_err(err)?
+            } else {
+                Vec::new()
+            };
             store
                 .delete_all(target.id, Some(&scope))
                 .await
                 .map_err(err)?;
+            for row in &removed {
+                let target_id = row.get(target.id_name()).cloned().unwrap_or(Value::Null);
+                inv.state
+                    .changes
+                    .publish(inv.state, target, ChangeKind::Remove, target_id, Some(row))
+                    .await;
+            }
             if let (
                 Some(through),
                 RelationKind::HasManyThrough | RelationKind::HasAndBelongsToMany,
@@ -1133,6 +1234,7 @@ async fn run_relation(
                 .ok_or_else(|| {
                     ApiError::model_not_found(format!("No \"{}\" instance(s) found", target.name))
                 })?;
+            inv.publish(target, ChangeKind::Update, &saved).await;
             Ok(Outcome::Json(inv.shape(target, saved)))
         }
         RelOp::Link | RelOp::Unlink | RelOp::ExistsLink => {
@@ -1205,6 +1307,24 @@ fn keep_relation_key(relation: &Relation, patch: &mut Record, parent_key: &Value
 }
 
 impl Invocation<'_> {
+    /// Publishes a create or update of `row` to change streams.
+    async fn publish(&self, model: &Model, kind: ChangeKind, row: &Record) {
+        let target = row.get(model.id_name()).cloned().unwrap_or(Value::Null);
+        self.state
+            .changes
+            .publish(self.state, model, kind, target, Some(row))
+            .await;
+    }
+
+    /// Publishes the removal of row `id`, with its last state when it was captured.
+    async fn publish_removed(&self, model: &Model, id: &Scalar, last: Option<&Record>) {
+        let target = crate::instance::scalar_json(id);
+        self.state
+            .changes
+            .publish(self.state, model, ChangeKind::Remove, target, last)
+            .await;
+    }
+
     /// Checks and coerces a body for `model`; User-derived models also get the user rules
     /// (password hashing, email checks, uniqueness).
     async fn prepare_row(

@@ -106,6 +106,8 @@ pub enum Action {
     DeleteById,
     Count,
     PatchAttributes,
+    /// `createChangeStream`: a server-sent event stream of the model's changes.
+    ChangeStream,
     Relation {
         relation: usize,
         op: RelOp,
@@ -288,6 +290,16 @@ pub fn model_methods(model: &Model) -> Vec<RemoteMethod> {
             } else {
                 vec![route(Verb::Patch, "/:id"), route(Verb::Put, "/:id")]
             },
+        ),
+        method(
+            "createChangeStream",
+            &[],
+            Read,
+            Action::ChangeStream,
+            vec![
+                route(Verb::Post, "/change-stream"),
+                route(Verb::Get, "/change-stream"),
+            ],
         ),
     ];
     if model.is_user_model() {

@@ -319,6 +319,29 @@ pub async fn resolve(
     Ok(TokenState::Valid(token))
 }
 
+/// Whether a token held since an earlier request (a change-stream subscription) is still
+/// valid: not logged out, deleted or expired since.
+pub async fn still_valid(
+    token: &Token,
+    store: &Store,
+    token_model: ModelId,
+    cache: &TokenCache,
+    allow_eternal: bool,
+) -> Result<bool, ApiError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    if !token.is_valid(now, allow_eternal) {
+        return Ok(false);
+    }
+    if cache.get(&token.key).is_some() {
+        return Ok(true);
+    }
+    let row = store
+        .find_by_id(token_model, &Scalar::Text(token.key.clone()), None)
+        .await
+        .map_err(|e| store_error("AccessToken", e))?;
+    Ok(row.is_some())
+}
+
 pub fn invalid_token() -> ApiError {
     ApiError::new(401, "Invalid Access Token").code("INVALID_TOKEN")
 }

@@ -11,6 +11,10 @@
  * plus, to make posts deleted by other users disappear, each poll reconciles the
  * displayed posts with  GET /api/posts?filter[fields][id]=true .
  *
+ * Live updates: an EventSource on  GET /api/posts/change-stream  triggers a poll on every
+ * change event; while it is connected the regular poll only reconciles, at a slower rate.
+ * Without EventSource (or while it reconnects) the client polls every two seconds.
+ *
  * Every piece of data is rendered with textContent / attributes, never as HTML.
  */
 (function () {
@@ -18,6 +22,7 @@
 
   var API = '/api';
   var POLL_MS = 2000;
+  var STREAM_POLL_MS = 15000; // reconciliation while the change stream is connected
   var EPOCH = new Date(Date.UTC(2000, 0, 1)).toISOString(); // first poll: everything since 2000
 
   var state = {
@@ -30,6 +35,7 @@
     pollTimer: null,
     polling: false,
     pollAgain: false,
+    streaming: false,     // the change stream is connected
     loaded: false,
     offline: false
   };
@@ -344,10 +350,23 @@
     }).then(function () {
       state.polling = false;
       ui.feed.setAttribute('aria-busy', 'false');
-      var delay = state.pollAgain ? 0 : POLL_MS;
+      var delay = state.pollAgain ? 0 : (state.streaming ? STREAM_POLL_MS : POLL_MS);
       state.pollAgain = false;
       state.pollTimer = setTimeout(poll, delay);
     });
+  }
+
+  // Change events only say that something changed; the poll fetches it (with its creator).
+  function startStream() {
+    if (typeof window.EventSource !== 'function') return;
+    var source = new window.EventSource(API + '/posts/change-stream');
+    source.onopen = function () { state.streaming = true; };
+    source.onmessage = function () { pollSoon(); };
+    // EventSource reconnects by itself (sending Last-Event-ID); poll at once, and faster
+    // until it is back.
+    source.onerror = function () {
+      if (state.streaming) { state.streaming = false; pollSoon(); }
+    };
   }
 
   function pollSoon() {
@@ -564,6 +583,7 @@
     updateAuthUI();
     validateSession();
     poll();
+    startStream();
   }
 
   if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
