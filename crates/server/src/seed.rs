@@ -67,6 +67,19 @@ pub async fn seed(app: &App, store: &Store, data: &Value) -> Result<SeedReport, 
             let mut record: Map<String, Value> =
                 prepare(&seeding, row, WriteMode::Create, &WriteContext::default())
                     .map_err(|e| row_err(e.message))?;
+            // Seed files are trusted: values for server-set properties (a post's owner and
+            // time) are kept, coerced to their types, where a client's would be ignored.
+            for prop in seeding
+                .properties
+                .iter()
+                .filter(|p| p.server_set != portcullis_schema::ServerSet::No || p.force_default)
+            {
+                if let Some(v) = row.get(&prop.name).filter(|v| !v.is_null()) {
+                    let v = crate::instance::coerce(v, &prop.ty)
+                        .map_err(|m| row_err(format!("`{}` {m}", prop.name)))?;
+                    record.insert(prop.name.clone(), v);
+                }
+            }
             if model.is_user_model() {
                 if let Some(Value::String(pw)) = row.get("password") {
                     let pw = pw.clone();

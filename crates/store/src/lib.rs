@@ -179,6 +179,17 @@ impl Store {
         model: ModelId,
         f: impl FnOnce(&Ops<'_>, &dyn Conn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        // SQLite reads run right here on the async worker: a WAL read from the page cache
+        // takes microseconds, less than the hand-off to the blocking pool and back, which
+        // dominated the cost of a list. Writes (which wait for the disk) and PostgreSQL
+        // calls stay on the blocking pool.
+        if let Ok(db @ Db::Sqlite(_)) = Self::db(&self.inner, model) {
+            let ops = Ops {
+                app: &self.inner.app,
+                d: db.dialect(),
+            };
+            return db.read(|conn| f(&ops, conn));
+        }
         let inner = self.inner.clone();
         joined(
             tokio::task::spawn_blocking(move || {
