@@ -248,15 +248,32 @@ impl Compiler<'_> {
                 has_id = true;
             }
             let (e, _) = self.prop(model, qual, &o.property, JsonAs::Sort)?;
-            // NULLs sort as the smallest value, as in SQLite and LoopBack's memory connector.
-            if o.descending {
-                sel.order_by_expr_with_nulls(e, Order::Desc, NullOrdering::Last);
+            let direction = if o.descending {
+                Order::Desc
             } else {
-                sel.order_by_expr_with_nulls(e, Order::Asc, NullOrdering::First);
+                Order::Asc
+            };
+            // NULLs sort as the smallest value, as in SQLite and LoopBack's memory
+            // connector. SQLite does that by default, and spelling it out would stop it
+            // from reading the order off an index.
+            if self.d.nulls_sort_low() {
+                sel.order_by_expr(e, direction);
+            } else if o.descending {
+                sel.order_by_expr_with_nulls(e, direction, NullOrdering::Last);
+            } else {
+                sel.order_by_expr_with_nulls(e, direction, NullOrdering::First);
             }
         }
         if !has_id {
-            sel.order_by_expr(col(qual, id), Order::Asc);
+            // Ties break by id, in the last key's direction: pages stay stable, and an
+            // index on that key (which ends with the row id) serves the whole order, read
+            // either way. LoopBack's memory connector leaves ties in id order and its SQL
+            // connectors in no order; see docs/compatibility.md.
+            let descending = order.last().is_some_and(|o| o.descending);
+            sel.order_by_expr(
+                col(qual, id),
+                if descending { Order::Desc } else { Order::Asc },
+            );
         }
         Ok(())
     }

@@ -32,6 +32,8 @@ pub(crate) trait Dialect: Send + Sync {
     fn select(&self, q: &SelectStatement) -> (String, Values);
     /// What turns a statement into its query plan.
     fn explain_prefix(&self) -> &'static str;
+    /// Whether NULLs already sort as the smallest value (no NULLS FIRST/LAST needed).
+    fn nulls_sort_low(&self) -> bool;
     fn insert(&self, q: &InsertStatement) -> (String, Values);
     fn update(&self, q: &UpdateStatement) -> (String, Values);
     fn delete(&self, q: &DeleteStatement) -> (String, Values);
@@ -80,6 +82,9 @@ impl Dialect for Sqlite {
     }
     fn explain_prefix(&self) -> &'static str {
         "EXPLAIN QUERY PLAN"
+    }
+    fn nulls_sort_low(&self) -> bool {
+        true
     }
     fn insert(&self, q: &InsertStatement) -> (String, Values) {
         q.build(SqliteQueryBuilder)
@@ -178,6 +183,9 @@ impl Dialect for Postgres {
     }
     fn explain_prefix(&self) -> &'static str {
         "EXPLAIN"
+    }
+    fn nulls_sort_low(&self) -> bool {
+        false
     }
     fn insert(&self, q: &InsertStatement) -> (String, Values) {
         q.build(PostgresQueryBuilder)

@@ -184,20 +184,24 @@ impl<'a> Ops<'a> {
         }
         self.compiler()
             .order(&mut sel, model, qual, &filter.order)?;
+        Ok((sel, cols))
+    }
+
+    /// The SQL text of a `find`. LIMIT and OFFSET are written as literals (they are
+    /// integers from the parsed filter, never client text): bound as parameters, they made
+    /// SQLite (built with STAT4) re-prepare the statement on every run.
+    fn find_sql(&self, sel: &SelectStatement, filter: &Filter) -> (String, Values) {
+        let (mut sql, values) = self.d.select(sel);
         match filter.limit {
-            Some(l) => {
-                sel.limit(l);
-            }
-            None if filter.skip > 0 => {
-                // SQLite needs a LIMIT before OFFSET; -1 would be "none" but u64 cannot say it.
-                sel.limit(i64::MAX as u64);
-            }
+            Some(l) => sql.push_str(&format!(" LIMIT {l}")),
+            // SQLite needs a LIMIT before OFFSET; -1 would be "none" but u64 cannot say it.
+            None if filter.skip > 0 => sql.push_str(&format!(" LIMIT {}", i64::MAX)),
             None => {}
         }
         if filter.skip > 0 {
-            sel.offset(filter.skip);
+            sql.push_str(&format!(" OFFSET {}", filter.skip));
         }
-        Ok((sel, cols))
+        (sql, values)
     }
 
     pub(crate) fn find(
@@ -208,7 +212,7 @@ impl<'a> Ops<'a> {
     ) -> Result<Vec<Record>, StoreError> {
         let model = self.model(model_id)?;
         let (sel, cols) = self.find_select(model, filter)?;
-        let rows = self.query(conn, self.d.select(&sel))?;
+        let rows = self.query(conn, self.find_sql(&sel, filter))?;
         let mut out = Vec::with_capacity(rows.len());
         for mut row in rows {
             out.push(Self::decode_row(
@@ -232,7 +236,7 @@ impl<'a> Ops<'a> {
     ) -> Result<Vec<String>, StoreError> {
         let model = self.model(model_id)?;
         let (sel, _) = self.find_select(model, filter)?;
-        let (sql, values) = self.d.select(&sel);
+        let (sql, values) = self.find_sql(&sel, filter);
         let rows = conn.query(&format!("{} {sql}", self.d.explain_prefix()), values)?;
         Ok(rows
             .into_iter()

@@ -101,6 +101,7 @@ fn configure(conn: &Connection, file: bool) -> Result<(), StoreError> {
 
 impl Conn for Connection {
     fn query(&self, sql: &str, values: Values) -> Result<Vec<Vec<SqlValue>>, StoreError> {
+        tracing::trace!(target: "portcullis::sql", sql);
         let params = params(values)?;
         let mut stmt = self.prepare_cached(sql)?;
         let n = stmt.column_count();
