@@ -21,7 +21,9 @@ import { chromium } from 'playwright-core';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '..', '..');
-const bin = process.env.PORTCULLIS_BIN || path.join(repo, 'target', 'debug', 'portcullis');
+const bin =
+  process.env.PORTCULLIS_BIN ||
+  path.join(process.env.CARGO_TARGET_DIR || path.join(repo, 'target'), 'debug', 'portcullis');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 const artifacts = path.join(repo, 'test-artifacts');
 const TZ = 'Asia/Kolkata'; // +05:30: a non-UTC, non-whole-hour zone to check local-time formatting
