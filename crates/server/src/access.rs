@@ -101,6 +101,25 @@ impl StaticRoles {
     }
 }
 
+/// The inputs of one decision, gathered once (see [`AccessControl::facts`]).
+struct Facts {
+    principals: Vec<Principal>,
+    db_rules: Arc<DbRules>,
+    roles: Arc<StaticRoles>,
+    user_id: Option<String>,
+}
+
+impl Facts {
+    fn request<'a>(&self, input: &'a AccessInput<'_>) -> AccessRequest<'a> {
+        AccessRequest::new(
+            &input.model.name,
+            &input.method.name,
+            &input.method.aliases,
+            input.method.access_type,
+        )
+    }
+}
+
 /// The per-node access-control state.
 pub struct AccessControl {
     pub enabled: bool,
@@ -271,20 +290,13 @@ impl AccessControl {
                 input.method.access_type,
             )));
         }
-        let principals = principals_of(app, input.token, input.app_id);
-        let db_rules = self.db_rules.read().map(|g| g.clone()).unwrap_or_default();
-        let roles = self.roles.read().map(|g| g.clone()).unwrap_or_default();
-        let request = AccessRequest::new(
-            &input.model.name,
-            &input.method.name,
-            &input.method.aliases,
-            input.method.access_type,
-        );
-        let user_id = input.token.and_then(Token::user_id_string);
+        let facts = self.facts(app, input);
+        let (principals, roles, user_id) = (&facts.principals, &facts.roles, &facts.user_id);
+        let request = facts.request(input);
         let mut run = self.engine.start(
             &request,
-            &principals,
-            &db_rules,
+            principals,
+            &facts.db_rules,
             input.model.options.default_permission,
         );
         let decision = loop {
@@ -297,8 +309,8 @@ impl AccessControl {
                             &role,
                             input,
                             user_id.as_deref(),
-                            &principals,
-                            &roles,
+                            principals,
+                            roles,
                         )
                         .await?;
                     run.answer(held);
@@ -327,20 +339,13 @@ impl AccessControl {
         if !scopes_allow(input.model, &input.method.name, input.token) {
             return Ok(Some(false));
         }
-        let principals = principals_of(app, input.token, input.app_id);
-        let db_rules = self.db_rules.read().map(|g| g.clone()).unwrap_or_default();
-        let roles = self.roles.read().map(|g| g.clone()).unwrap_or_default();
-        let request = AccessRequest::new(
-            &input.model.name,
-            &input.method.name,
-            &input.method.aliases,
-            input.method.access_type,
-        );
-        let user_id = input.token.and_then(Token::user_id_string);
+        let facts = self.facts(app, input);
+        let (principals, roles, user_id) = (&facts.principals, &facts.roles, &facts.user_id);
+        let request = facts.request(input);
         let mut run = self.engine.start(
             &request,
-            &principals,
-            &db_rules,
+            principals,
+            &facts.db_rules,
             input.model.options.default_permission,
         );
         let decision = loop {
@@ -368,7 +373,7 @@ impl AccessControl {
                             .as_deref()
                             .is_some_and(|uid| owns(app, input.model, last, uid))
                     } else {
-                        roles.holds(&role, &principals)
+                        roles.holds(&role, principals)
                     };
                     run.answer(held);
                 }
@@ -376,6 +381,17 @@ impl AccessControl {
             }
         };
         Ok(Some(decision.allowed))
+    }
+
+    /// What a decision about `input` starts from: the caller's principals, this node's
+    /// snapshot of the ACL table and role memberships, and the user id.
+    fn facts(&self, app: &App, input: &AccessInput<'_>) -> Facts {
+        Facts {
+            principals: principals_of(app, input.token, input.app_id),
+            db_rules: self.db_rules.read().map(|g| g.clone()).unwrap_or_default(),
+            roles: self.roles.read().map(|g| g.clone()).unwrap_or_default(),
+            user_id: input.token.and_then(Token::user_id_string),
+        }
     }
 
     /// The error for a denial: 401 without a token, else the configured status.
