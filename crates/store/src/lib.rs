@@ -74,11 +74,16 @@ impl Db {
         }
     }
 
-    /// Runs `f` in one read transaction (one snapshot).
-    fn read<T>(&self, f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    /// Runs `f` as a read: with `snapshot`, in one read transaction (several statements
+    /// that must agree); without, statement by statement.
+    fn read<T>(
+        &self,
+        snapshot: bool,
+        f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         match self {
-            Db::Sqlite(db) => db.read(f),
-            Db::Postgres(db) => db.read(f),
+            Db::Sqlite(db) => db.read(snapshot, f),
+            Db::Postgres(db) => db.read(snapshot, f),
         }
     }
 
@@ -177,6 +182,7 @@ impl Store {
     async fn read<T: Send + 'static>(
         &self,
         model: ModelId,
+        snapshot: bool,
         f: impl FnOnce(&Ops<'_>, &dyn Conn) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         // SQLite reads run right here on the async worker: a WAL read from the page cache
@@ -188,7 +194,7 @@ impl Store {
                 app: &self.inner.app,
                 d: db.dialect(),
             };
-            return db.read(|conn| f(&ops, conn));
+            return db.read(snapshot, |conn| f(&ops, conn));
         }
         let inner = self.inner.clone();
         joined(
@@ -198,7 +204,7 @@ impl Store {
                     app: &inner.app,
                     d: db.dialect(),
                 };
-                db.read(|conn| f(&ops, conn))
+                db.read(snapshot, |conn| f(&ops, conn))
             })
             .await,
         )
@@ -241,13 +247,14 @@ impl Store {
         filter: &Filter,
     ) -> Result<Vec<String>, StoreError> {
         let filter = filter.clone();
-        self.read(model, move |ops, c| ops.explain(c, model, &filter))
+        self.read(model, false, move |ops, c| ops.explain(c, model, &filter))
             .await
     }
 
     pub async fn find(&self, model: ModelId, filter: &Filter) -> Result<Vec<Record>, StoreError> {
         let filter = filter.clone();
-        self.read(model, move |ops, c| ops.find(c, model, &filter))
+        let snapshot = !filter.include.is_empty();
+        self.read(model, snapshot, move |ops, c| ops.find(c, model, &filter))
             .await
     }
 
@@ -258,7 +265,8 @@ impl Store {
     ) -> Result<Option<Record>, StoreError> {
         let mut filter = filter.clone();
         filter.limit = Some(1);
-        self.read(model, move |ops, c| {
+        let snapshot = !filter.include.is_empty();
+        self.read(model, snapshot, move |ops, c| {
             Ok(ops.find(c, model, &filter)?.into_iter().next())
         })
         .await
@@ -272,7 +280,8 @@ impl Store {
     ) -> Result<Option<Record>, StoreError> {
         let id = id.clone();
         let filter = filter.cloned();
-        self.read(model, move |ops, c| {
+        let snapshot = filter.as_ref().is_some_and(|f| !f.include.is_empty());
+        self.read(model, snapshot, move |ops, c| {
             ops.find_by_id(c, model, &id, filter.as_ref())
         })
         .await
@@ -280,7 +289,7 @@ impl Store {
 
     pub async fn exists(&self, model: ModelId, id: &Scalar) -> Result<bool, StoreError> {
         let id = id.clone();
-        self.read(model, move |ops, c| {
+        self.read(model, false, move |ops, c| {
             let model_ref = ops.model(model)?;
             let f = Filter {
                 fields: Some(vec![model_ref.id_name().to_string()]),
@@ -293,7 +302,7 @@ impl Store {
 
     pub async fn count(&self, model: ModelId, where_: Option<&Where>) -> Result<u64, StoreError> {
         let w = where_.cloned();
-        self.read(model, move |ops, c| ops.count(c, model, w.as_ref()))
+        self.read(model, false, move |ops, c| ops.count(c, model, w.as_ref()))
             .await
     }
 

@@ -166,7 +166,7 @@ impl PgDb {
             config: Box::new(config),
             uniques,
         };
-        db.run(false, |conn| {
+        db.run(false, true, |conn| {
             // One autoupdate at a time per schema, across processes.
             let key = schema.clone().unwrap_or_default();
             conn.exec(
@@ -194,11 +194,20 @@ impl PgDb {
     fn run<T>(
         &self,
         read_only: bool,
+        snapshot: bool,
         f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let rt = Handle::try_current()
             .map_err(|e| StoreError::Internal(format!("no async runtime for postgresql: {e}")))?;
         let mut client = rt.block_on(self.pool.get()).map_err(pool_error)?;
+        if read_only && !snapshot {
+            // A single statement is its own snapshot: no BEGIN/COMMIT round trips.
+            return f(&PgConn {
+                on: On::Client(&client),
+                rt: &rt,
+                db: self,
+            });
+        }
         let tx = rt
             .block_on(async {
                 if read_only {
@@ -214,7 +223,7 @@ impl PgDb {
             })
             .map_err(|e| self.error(e))?;
         let out = f(&PgConn {
-            tx: &tx,
+            on: On::Tx(&tx),
             rt: &rt,
             db: self,
         })?;
@@ -227,11 +236,14 @@ impl PgDb {
         &self.config
     }
 
+    /// Runs `f` as a read; with `snapshot`, in one read-only repeatable-read transaction
+    /// (several statements that must agree, e.g. rows and their includes).
     pub(crate) fn read<T>(
         &self,
+        snapshot: bool,
         f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.run(true, f)
+        self.run(true, snapshot, f)
     }
 
     pub(crate) fn write<T>(
@@ -239,7 +251,7 @@ impl PgDb {
         _ops: &Ops<'_>,
         f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.run(false, f)
+        self.run(false, true, f)
     }
 
     fn error(&self, e: tokio_postgres::Error) -> StoreError {
@@ -282,9 +294,15 @@ pub(crate) fn dialect() -> &'static dyn Dialect {
 
 /// An open transaction on one pooled connection.
 struct PgConn<'t, 'c> {
-    tx: &'t deadpool_postgres::Transaction<'c>,
+    on: On<'t, 'c>,
     rt: &'t Handle,
     db: &'t PgDb,
+}
+
+/// Where statements run: in a transaction, or (single-statement reads) on the connection.
+enum On<'t, 'c> {
+    Tx(&'t deadpool_postgres::Transaction<'c>),
+    Client(&'t deadpool_postgres::Client),
 }
 
 fn params(values: Values) -> Result<Vec<Param>, StoreError> {
@@ -294,11 +312,17 @@ fn params(values: Values) -> Result<Vec<Param>, StoreError> {
 impl PgConn<'_, '_> {
     /// The statement for `sql`, prepared once per connection.
     async fn prepare(&self, sql: &str) -> Result<tokio_postgres::Statement, tokio_postgres::Error> {
-        let cache = &self.tx.statement_cache;
+        let cache = match self.on {
+            On::Tx(tx) => &tx.statement_cache,
+            On::Client(c) => &c.statement_cache,
+        };
         if cache.size() >= STATEMENT_CACHE {
             cache.clear();
         }
-        self.tx.prepare_cached(sql).await
+        match self.on {
+            On::Tx(tx) => tx.prepare_cached(sql).await,
+            On::Client(c) => c.prepare_cached(sql).await,
+        }
     }
 }
 
@@ -311,7 +335,10 @@ impl Conn for PgConn<'_, '_> {
             .rt
             .block_on(async {
                 let stmt = self.prepare(sql).await?;
-                self.tx.query(&stmt, &refs).await
+                match self.on {
+                    On::Tx(tx) => tx.query(&stmt, &refs).await,
+                    On::Client(c) => c.query(&stmt, &refs).await,
+                }
             })
             .map_err(|e| self.db.error(e))?;
         let mut out = Vec::with_capacity(rows.len());
@@ -333,14 +360,22 @@ impl Conn for PgConn<'_, '_> {
         self.rt
             .block_on(async {
                 let stmt = self.prepare(sql).await?;
-                self.tx.execute(&stmt, &refs).await
+                match self.on {
+                    On::Tx(tx) => tx.execute(&stmt, &refs).await,
+                    On::Client(c) => c.execute(&stmt, &refs).await,
+                }
             })
             .map_err(|e| self.db.error(e))
     }
 
     fn batch(&self, sql: &str) -> Result<(), StoreError> {
         self.rt
-            .block_on(self.tx.batch_execute(sql))
+            .block_on(async {
+                match self.on {
+                    On::Tx(tx) => tx.batch_execute(sql).await,
+                    On::Client(c) => c.batch_execute(sql).await,
+                }
+            })
             .map_err(|e| self.db.error(e))
     }
 }

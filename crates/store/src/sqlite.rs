@@ -199,11 +199,16 @@ impl Db {
 
     pub(crate) fn read<T>(
         &self,
+        snapshot: bool,
         f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        // One read transaction per call, so that parents and their included rows come from
-        // the same snapshot even while writes commit in between.
+        // With `snapshot`, one read transaction, so that parents and their included rows
+        // come from the same snapshot even while writes commit in between. A single
+        // statement is its own snapshot.
         let f = |conn: &Connection| {
+            if !snapshot {
+                return f(conn);
+            }
             let tx = conn.unchecked_transaction()?;
             let out = f(&*tx);
             drop(tx);
