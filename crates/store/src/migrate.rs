@@ -142,8 +142,15 @@ pub(crate) fn autoupdate(
             ("ix", "INDEX")
         };
         let name = index_name(prefix, &model.table, &column);
+        // Where NULLs do not already sort lowest, the index says so, so that it serves
+        // both `ASC NULLS FIRST` and (read backwards) `DESC NULLS LAST`.
+        let nulls = if d.nulls_sort_low() {
+            ""
+        } else {
+            " NULLS FIRST"
+        };
         tx.batch(&format!(
-            "CREATE {kind} IF NOT EXISTS {} ON {} ({})",
+            "CREATE {kind} IF NOT EXISTS {} ON {} ({}{nulls})",
             quote(&name),
             quote(&model.table),
             quote(&column)
