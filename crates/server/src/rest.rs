@@ -569,17 +569,7 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             inv.scope_filter(model, &mut filter);
             filter.where_ = inv.op_access(model, filter.where_.take()).await?;
             let found = store.find_one(model.id, &filter).await.map_err(err)?;
-            match inv
-                .op_loaded(model, found.into_iter().collect())
-                .await?
-                .pop()
-            {
-                Some(row) => Ok(Outcome::Json(inv.shape(model, row))),
-                None => Err(ApiError::model_not_found(format!(
-                    "Unknown \"{}\" id \"undefined\".",
-                    model.name
-                ))),
-            }
+            inv.found_or_404(model, found, "undefined").await
         }
         Action::FindById => {
             let raw = inv.raw_id();
@@ -607,17 +597,7 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                     .map_err(err)?,
                 None => None,
             };
-            match inv
-                .op_loaded(model, found.into_iter().collect())
-                .await?
-                .pop()
-            {
-                Some(row) => Ok(Outcome::Json(inv.shape(model, row))),
-                None => Err(ApiError::model_not_found(format!(
-                    "Unknown \"{}\" id \"{raw}\".",
-                    model.name
-                ))),
-            }
+            inv.found_or_404(model, found, &raw).await
         }
         Action::Exists => {
             let exists = match inv.id_scalar(model) {
@@ -1411,6 +1391,27 @@ impl Invocation<'_> {
         let mut ctx = self.op_context(model, Operation::Access);
         ctx.where_ = where_;
         Ok(self.state.hooks.run_operation(ctx).await?.where_)
+    }
+
+    /// The answer of findById / findOne: the instance after `loaded` hooks, or LoopBack's
+    /// 404 naming the id asked for (`undefined` for findOne).
+    async fn found_or_404(
+        &self,
+        model: &Model,
+        found: Option<Record>,
+        asked: &str,
+    ) -> Result<Outcome, ApiError> {
+        match self
+            .op_loaded(model, found.into_iter().collect())
+            .await?
+            .pop()
+        {
+            Some(row) => Ok(Outcome::Json(self.shape(model, row))),
+            None => Err(ApiError::model_not_found(format!(
+                "Unknown \"{}\" id \"{asked}\".",
+                model.name
+            ))),
+        }
     }
 
     /// `loaded` hooks see (and may change) every instance read.
