@@ -718,11 +718,7 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                 let row = inv
                     .prepare_row(model, &data, WriteMode::Create, None)
                     .await?;
-                let created = store.create(model.id, vec![row]).await.map_err(err)?;
-                let row = created
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| ApiError::internal("create returned no row"))?;
+                let row = create_one(store, model, row).await?;
                 inv.publish(model, ChangeKind::Create, &row).await;
                 return Ok(Outcome::Json(inv.shape(model, row)));
             }
@@ -901,6 +897,17 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             })
         }
     }
+}
+
+/// Stores one new row and returns it as stored (generated id, defaults).
+async fn create_one(store: &Store, model: &Model, row: Record) -> Result<Record, ApiError> {
+    store
+        .create(model.id, vec![row])
+        .await
+        .map_err(|e| store_error(&model.name, e))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("create returned no row"))
 }
 
 /// LoopBack refuses to change a forced id and otherwise ignores the id in an update body.
@@ -1114,11 +1121,7 @@ async fn run_relation(
             if matches!(relation.kind, RelationKind::HasMany | RelationKind::HasOne) {
                 row.insert(relation.foreign_key.clone(), parent_key.clone());
             }
-            let created = store.create(target.id, vec![row]).await.map_err(err)?;
-            let created = created
-                .into_iter()
-                .next()
-                .ok_or_else(|| ApiError::internal("create returned no row"))?;
+            let created = create_one(store, target, row).await?;
             if let (Some(through), Some(kt)) = (relation.through, &relation.key_through) {
                 let mut link = Map::new();
                 link.insert(
@@ -1255,11 +1258,7 @@ async fn run_relation(
                             .unwrap_or(Value::Null),
                     );
                     row.insert(kt.clone(), crate::instance::scalar_json(&target_id));
-                    let created = store.create(through, vec![row]).await.map_err(terr)?;
-                    let created = created
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| ApiError::internal("create returned no row"))?;
+                    let created = create_one(store, app.model(through), row).await?;
                     Ok(Outcome::Json(inv.shape(app.model(through), created)))
                 }
                 RelOp::Unlink => {
