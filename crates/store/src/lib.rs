@@ -23,16 +23,19 @@ mod dialect;
 mod memfile;
 mod migrate;
 mod ops;
+mod outbox;
 mod postgres;
 mod sqlite;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use portcullis_query::{Filter, Scalar, Where};
 use portcullis_schema::{App, Connector, ModelId};
 
 use crate::dialect::Dialect;
 use crate::ops::{Conn, Ops};
+use crate::outbox::Effects;
+pub use crate::outbox::{channel_for_schema, OutboxEvent, RowChange, WriteObserver, OUTBOX_TABLE};
 use crate::postgres::PgDb;
 
 /// One model instance: property name to JSON value.
@@ -87,15 +90,18 @@ impl Db {
         }
     }
 
-    /// Runs `f` in one write transaction: all of it is stored or none.
+    /// Runs `f` in one write transaction, with the events it caused (stored in the outbox
+    /// on PostgreSQL): all of it is stored or none. `committed` gets the events after the
+    /// commit.
     fn write<T>(
         &self,
         ops: &Ops<'_>,
-        f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
+        f: impl FnOnce(&dyn Conn) -> Result<(T, Vec<OutboxEvent>), StoreError>,
+        committed: impl FnOnce(Vec<OutboxEvent>),
     ) -> Result<T, StoreError> {
         match self {
-            Db::Sqlite(db) => db.write(ops, f),
-            Db::Postgres(db) => db.write(ops, f),
+            Db::Sqlite(db) => db.write(ops, f, committed),
+            Db::Postgres(db) => db.write(f, committed),
         }
     }
 }
@@ -105,6 +111,8 @@ struct Inner {
     dbs: Vec<Db>,
     /// Per model (by `ModelId`), the index into `dbs` of its database.
     model_db: Vec<Option<usize>>,
+    /// Decides the events of writes; none until the app sets one.
+    observer: OnceLock<Arc<dyn WriteObserver>>,
 }
 
 /// The handle to every database of an app. Cheap to clone.
@@ -146,7 +154,12 @@ fn open_blocking(app: Arc<App>) -> Result<Store, StoreError> {
         dbs.push(db);
     }
     Ok(Store {
-        inner: Arc::new(Inner { app, dbs, model_db }),
+        inner: Arc::new(Inner {
+            app,
+            dbs,
+            model_db,
+            observer: OnceLock::new(),
+        }),
     })
 }
 
@@ -213,7 +226,7 @@ impl Store {
     async fn write<T: Send + 'static>(
         &self,
         model: ModelId,
-        f: impl FnOnce(&Ops<'_>, &dyn Conn) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Ops<'_>, &dyn Conn, &mut Effects<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
         joined(
@@ -223,10 +236,47 @@ impl Store {
                     app: &inner.app,
                     d: db.dialect(),
                 };
-                db.write(&ops, |conn| f(&ops, conn))
+                let observer = inner.observer.get().map(|o| &**o);
+                db.write(
+                    &ops,
+                    |conn| {
+                        let mut effects = Effects::new(observer);
+                        let out = f(&ops, conn, &mut effects)?;
+                        Ok((out, effects.events))
+                    },
+                    |events| {
+                        if let Some(o) = observer {
+                            o.committed(events);
+                        }
+                    },
+                )
             })
             .await,
         )
+    }
+
+    /// Sets the observer that decides the events of every later write (once per store;
+    /// `false` if one was already set).
+    pub fn set_observer(&self, observer: Arc<dyn WriteObserver>) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
+    /// The `LISTEN` channel of the outbox of the app's first PostgreSQL database, the one
+    /// [`Store::postgres_config`] connects to.
+    pub fn outbox_channel(&self) -> Option<String> {
+        self.inner.dbs.iter().find_map(|db| match db {
+            Db::Postgres(pg) => Some(pg.channel().to_string()),
+            Db::Sqlite(_) => None,
+        })
+    }
+
+    /// How many PostgreSQL databases the app uses (nodes tail the first one's outbox).
+    pub fn postgres_databases(&self) -> usize {
+        self.inner
+            .dbs
+            .iter()
+            .filter(|db| matches!(db, Db::Postgres(_)))
+            .count()
     }
 
     /// The connection settings of the app's first PostgreSQL database (its URL, with the
@@ -312,8 +362,12 @@ impl Store {
         model: ModelId,
         rows: Vec<Record>,
     ) -> Result<Vec<Record>, StoreError> {
-        self.write(model, move |ops, c| ops.create(c, model, rows))
-            .await
+        self.write(model, move |ops, c, fx| {
+            let rows = ops.create(c, model, rows)?;
+            fx.record(model, RowChange::Created, &rows);
+            Ok(rows)
+        })
+        .await
     }
 
     /// Patch: only the given properties change. None if no such row.
@@ -324,8 +378,10 @@ impl Store {
         patch: Record,
     ) -> Result<Option<Record>, StoreError> {
         let id = id.clone();
-        self.write(model, move |ops, c| {
-            ops.update_by_id(c, model, &id, &patch, false)
+        self.write(model, move |ops, c, fx| {
+            let row = ops.update_by_id(c, model, &id, &patch, false)?;
+            fx.record(model, RowChange::Updated, row.as_slice());
+            Ok(row)
         })
         .await
     }
@@ -338,8 +394,10 @@ impl Store {
         data: Record,
     ) -> Result<Option<Record>, StoreError> {
         let id = id.clone();
-        self.write(model, move |ops, c| {
-            ops.update_by_id(c, model, &id, &data, true)
+        self.write(model, move |ops, c, fx| {
+            let row = ops.update_by_id(c, model, &id, &data, true)?;
+            fx.record(model, RowChange::Updated, row.as_slice());
+            Ok(row)
         })
         .await
     }
@@ -350,8 +408,12 @@ impl Store {
         model: ModelId,
         data: Record,
     ) -> Result<Record, StoreError> {
-        self.write(model, move |ops, c| ops.upsert(c, model, data, false))
-            .await
+        self.write(model, move |ops, c, fx| {
+            let (row, change) = ops.upsert(c, model, data, false)?;
+            fx.record(model, change, std::slice::from_ref(&row));
+            Ok(row)
+        })
+        .await
     }
 
     /// Upsert by the id in `data` (replace if it exists, else create), atomically.
@@ -360,8 +422,12 @@ impl Store {
         model: ModelId,
         data: Record,
     ) -> Result<Record, StoreError> {
-        self.write(model, move |ops, c| ops.upsert(c, model, data, true))
-            .await
+        self.write(model, move |ops, c, fx| {
+            let (row, change) = ops.upsert(c, model, data, true)?;
+            fx.record(model, change, std::slice::from_ref(&row));
+            Ok(row)
+        })
+        .await
     }
 
     /// One match: patch it; none: create `data`; more than one: StoreError::MultipleMatches.
@@ -372,8 +438,10 @@ impl Store {
         data: Record,
     ) -> Result<Record, StoreError> {
         let w = where_.cloned();
-        self.write(model, move |ops, c| {
-            ops.upsert_with_where(c, model, w.as_ref(), data)
+        self.write(model, move |ops, c, fx| {
+            let (row, change) = ops.upsert_with_where(c, model, w.as_ref(), data)?;
+            fx.record(model, change, std::slice::from_ref(&row));
+            Ok(row)
         })
         .await
     }
@@ -385,16 +453,30 @@ impl Store {
         patch: Record,
     ) -> Result<u64, StoreError> {
         let w = where_.cloned();
-        self.write(model, move |ops, c| {
-            ops.update_all(c, model, w.as_ref(), &patch)
+        self.write(model, move |ops, c, fx| {
+            if !fx.observes(model) {
+                return ops.update_all(c, model, w.as_ref(), &patch, None);
+            }
+            let mut rows = Vec::new();
+            let n = ops.update_all(c, model, w.as_ref(), &patch, Some(&mut rows))?;
+            fx.record(model, RowChange::Updated, &rows);
+            Ok(n)
         })
         .await
     }
 
     pub async fn delete_by_id(&self, model: ModelId, id: &Scalar) -> Result<u64, StoreError> {
         let id = id.clone();
-        self.write(model, move |ops, c| ops.delete_by_id(c, model, &id))
-            .await
+        self.write(model, move |ops, c, fx| {
+            if !fx.observes(model) {
+                return ops.delete_by_id(c, model, &id, None);
+            }
+            let mut rows = Vec::new();
+            let n = ops.delete_by_id(c, model, &id, Some(&mut rows))?;
+            fx.record(model, RowChange::Deleted, &rows);
+            Ok(n)
+        })
+        .await
     }
 
     pub async fn delete_all(
@@ -403,7 +485,15 @@ impl Store {
         where_: Option<&Where>,
     ) -> Result<u64, StoreError> {
         let w = where_.cloned();
-        self.write(model, move |ops, c| ops.delete(c, model, w.as_ref()))
-            .await
+        self.write(model, move |ops, c, fx| {
+            if !fx.observes(model) {
+                return ops.delete(c, model, w.as_ref(), None);
+            }
+            let mut rows = Vec::new();
+            let n = ops.delete(c, model, w.as_ref(), Some(&mut rows))?;
+            fx.record(model, RowChange::Deleted, &rows);
+            Ok(n)
+        })
+        .await
     }
 }

@@ -14,6 +14,7 @@ use crate::codec::{decode, encode, json_scalar, key_of};
 use crate::compile::{col, Compiler, EXTRA};
 use crate::dates::now_iso;
 use crate::dialect::Dialect;
+use crate::outbox::RowChange;
 use crate::{Record, StoreError};
 
 /// Largest number of keys in one `IN (...)` of an include query.
@@ -611,7 +612,8 @@ impl<'a> Ops<'a> {
         Ok(out)
     }
 
-    /// Patch (`replace == false`) or replace one row; returns the number of rows changed.
+    /// Patch (`replace == false`) or replace the matching rows; returns the number of rows
+    /// changed, and with `returning`, the changed rows (as they are after the change).
     fn write_row(
         &self,
         conn: &dyn Conn,
@@ -619,6 +621,7 @@ impl<'a> Ops<'a> {
         where_: Option<&Where>,
         data: &Record,
         replace: bool,
+        returning: Option<&mut Vec<Record>>,
     ) -> Result<u64, StoreError> {
         let qual = model.table.as_str();
         let mut upd = Query::update();
@@ -663,7 +666,42 @@ impl<'a> Ops<'a> {
         if let Some(w) = where_ {
             upd.cond_where(self.compiler().where_(model, qual, w)?);
         }
-        self.exec(conn, self.d.update(&upd))
+        match returning {
+            None => self.exec(conn, self.d.update(&upd)),
+            Some(out) => {
+                upd.returning(Self::returning_all(model));
+                let rows = self.query(conn, self.d.update(&upd))?;
+                Ok(self.decode_returned(model, rows, out))
+            }
+        }
+    }
+
+    /// Every column of `model`, for a `RETURNING` clause read by `decode_returned`.
+    fn returning_all(model: &Model) -> sea_query::ReturningClause {
+        let mut cols: Vec<Alias> = model
+            .properties
+            .iter()
+            .map(|p| Alias::new(&p.name))
+            .collect();
+        if !model.is_strict() {
+            cols.push(Alias::new(EXTRA));
+        }
+        Query::returning().columns(cols)
+    }
+
+    /// Decodes the rows of a `RETURNING` clause built by `returning_all` into `out`.
+    fn decode_returned(
+        &self,
+        model: &Model,
+        rows: Vec<Vec<SqlValue>>,
+        out: &mut Vec<Record>,
+    ) -> u64 {
+        let cols = Self::cols(model, None, &[]);
+        let n = rows.len() as u64;
+        for mut row in rows {
+            out.push(Self::decode_row(model, &cols, &mut row, None));
+        }
+        n
     }
 
     pub(crate) fn update_by_id(
@@ -676,7 +714,7 @@ impl<'a> Ops<'a> {
     ) -> Result<Option<Record>, StoreError> {
         let model = self.model(model_id)?;
         let w = Self::id_where(model, id);
-        if self.write_row(conn, model, Some(&w), patch, replace)? == 0 {
+        if self.write_row(conn, model, Some(&w), patch, replace, None)? == 0 {
             return Ok(None);
         }
         // A patch may move the row to a new id.
@@ -693,15 +731,15 @@ impl<'a> Ops<'a> {
         model_id: ModelId,
         data: Record,
         replace: bool,
-    ) -> Result<Record, StoreError> {
+    ) -> Result<(Record, RowChange), StoreError> {
         let model = self.model(model_id)?;
         if let Some(id) = data.get(model.id_name()).filter(|v| !v.is_null()) {
             if let Some(r) = self.update_by_id(conn, model_id, &json_scalar(id), &data, replace)? {
-                return Ok(r);
+                return Ok((r, RowChange::Updated));
             }
         }
         let id = self.insert(conn, model, &data, true)?;
-        self.reread(conn, model, &id)
+        Ok((self.reread(conn, model, &id)?, RowChange::Created))
     }
 
     pub(crate) fn upsert_with_where(
@@ -710,20 +748,22 @@ impl<'a> Ops<'a> {
         model_id: ModelId,
         where_: Option<&Where>,
         data: Record,
-    ) -> Result<Record, StoreError> {
+    ) -> Result<(Record, RowChange), StoreError> {
         let model = self.model(model_id)?;
         let ids = self.ids(conn, model, where_, 2)?;
         match ids.as_slice() {
             [] => {
                 let id = self.insert(conn, model, &data, true)?;
-                self.reread(conn, model, &id)
+                Ok((self.reread(conn, model, &id)?, RowChange::Created))
             }
             [id] => {
                 let id = json_scalar(id);
-                self.update_by_id(conn, model_id, &id, &data, false)?
+                let row = self
+                    .update_by_id(conn, model_id, &id, &data, false)?
                     .ok_or_else(|| {
                         StoreError::Internal("matched row vanished during upsert".into())
-                    })
+                    })?;
+                Ok((row, RowChange::Updated))
             }
             _ => Err(StoreError::MultipleMatches),
         }
@@ -735,16 +775,19 @@ impl<'a> Ops<'a> {
         model_id: ModelId,
         where_: Option<&Where>,
         patch: &Record,
+        returning: Option<&mut Vec<Record>>,
     ) -> Result<u64, StoreError> {
         let model = self.model(model_id)?;
-        self.write_row(conn, model, where_, patch, false)
+        self.write_row(conn, model, where_, patch, false, returning)
     }
 
+    /// Deletes the matching rows; with `returning`, also collects them as they were.
     pub(crate) fn delete(
         &self,
         conn: &dyn Conn,
         model_id: ModelId,
         where_: Option<&Where>,
+        returning: Option<&mut Vec<Record>>,
     ) -> Result<u64, StoreError> {
         let model = self.model(model_id)?;
         let mut del = Query::delete();
@@ -752,7 +795,14 @@ impl<'a> Ops<'a> {
         if let Some(w) = where_ {
             del.cond_where(self.compiler().where_(model, &model.table, w)?);
         }
-        self.exec(conn, self.d.delete(&del))
+        match returning {
+            None => self.exec(conn, self.d.delete(&del)),
+            Some(out) => {
+                del.returning(Self::returning_all(model));
+                let rows = self.query(conn, self.d.delete(&del))?;
+                Ok(self.decode_returned(model, rows, out))
+            }
+        }
     }
 
     pub(crate) fn delete_by_id(
@@ -760,8 +810,9 @@ impl<'a> Ops<'a> {
         conn: &dyn Conn,
         model_id: ModelId,
         id: &Scalar,
+        returning: Option<&mut Vec<Record>>,
     ) -> Result<u64, StoreError> {
         let model = self.model(model_id)?;
-        self.delete(conn, model_id, Some(&Self::id_where(model, id)))
+        self.delete(conn, model_id, Some(&Self::id_where(model, id)), returning)
     }
 }

@@ -26,7 +26,8 @@ use crate::codec::to_sql;
 use crate::dates::parse_date;
 use crate::dialect::{Dialect, Postgres};
 use crate::migrate::{autoupdate, index_name, quote};
-use crate::ops::{Conn, Ops};
+use crate::ops::Conn;
+use crate::outbox::{channel_for_schema, store_postgres, OutboxEvent, OUTBOX_DDL};
 use crate::StoreError;
 
 pub(crate) static DIALECT: Postgres = Postgres;
@@ -49,6 +50,8 @@ pub(crate) struct PgDb {
     /// Unique index or primary key name → (table, column), to name the property of a
     /// unique violation.
     uniques: HashMap<String, (String, String)>,
+    /// Where the outbox's wake-ups are sent (see `outbox`).
+    channel: String,
 }
 
 fn truncate(name: &str, max: usize) -> &str {
@@ -161,12 +164,13 @@ impl PgDb {
             let pkey = format!("{}_pkey", truncate(&model.table, MAX_IDENT - 5));
             uniques.insert(pkey, (model.table.clone(), model.id_name().to_string()));
         }
-        let db = PgDb {
+        let mut db = PgDb {
             pool,
             config: Box::new(config),
             uniques,
+            channel: String::new(),
         };
-        db.run(false, true, |conn| {
+        db.channel = db.run(false, true, |conn| {
             // One autoupdate at a time per schema, across processes.
             let key = schema.clone().unwrap_or_default();
             conn.exec(
@@ -184,7 +188,16 @@ impl PgDb {
                     conn.batch(&format!("CREATE SCHEMA IF NOT EXISTS {}", quote(s)))?;
                 }
             }
-            autoupdate(conn, &DIALECT, app, &models)
+            autoupdate(conn, &DIALECT, app, &models)?;
+            conn.batch(OUTBOX_DDL)?;
+            let schema = conn.query(
+                "SELECT coalesce(current_schema(), '')::text",
+                Values(vec![]),
+            )?;
+            match schema.into_iter().next().and_then(|r| r.into_iter().next()) {
+                Some(SqlValue::Text(s)) => Ok(channel_for_schema(&s)),
+                _ => Err(StoreError::Internal("no current schema".into())),
+            }
         })?;
         Ok(db)
     }
@@ -246,12 +259,27 @@ impl PgDb {
         self.run(true, snapshot, f)
     }
 
+    /// Runs `f` in one write transaction, then stores its events in the outbox before
+    /// committing; `committed` runs after the commit.
     pub(crate) fn write<T>(
         &self,
-        _ops: &Ops<'_>,
-        f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
+        f: impl FnOnce(&dyn Conn) -> Result<(T, Vec<OutboxEvent>), StoreError>,
+        committed: impl FnOnce(Vec<OutboxEvent>),
     ) -> Result<T, StoreError> {
-        self.run(false, true, f)
+        let (out, events) = self.run(false, true, |conn| {
+            let (out, events) = f(conn)?;
+            store_postgres(conn, &events, &self.channel)?;
+            Ok((out, events))
+        })?;
+        if !events.is_empty() {
+            committed(events);
+        }
+        Ok(out)
+    }
+
+    /// The channel the outbox's wake-ups are sent on.
+    pub(crate) fn channel(&self) -> &str {
+        &self.channel
     }
 
     fn error(&self, e: tokio_postgres::Error) -> StoreError {

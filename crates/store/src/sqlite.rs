@@ -22,6 +22,7 @@ use crate::dialect::{Dialect, Sqlite};
 use crate::memfile::MemFile;
 use crate::migrate::autoupdate;
 use crate::ops::{Conn, Ops};
+use crate::outbox::OutboxEvent;
 use crate::StoreError;
 
 const READERS: usize = 4;
@@ -233,15 +234,21 @@ impl Db {
     }
 
     /// Runs `f` in one IMMEDIATE transaction on the writer: all of it is stored or none.
+    /// `committed` gets the transaction's events after the commit, still under the writer
+    /// lock, so events are handed over in commit order.
     pub(crate) fn write<T>(
         &self,
         ops: &Ops<'_>,
-        f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
+        f: impl FnOnce(&dyn Conn) -> Result<(T, Vec<OutboxEvent>), StoreError>,
+        committed: impl FnOnce(Vec<OutboxEvent>),
     ) -> Result<T, StoreError> {
         let mut conn = lock(&self.writer);
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&*tx)?;
+        let (out, events) = f(&*tx)?;
         tx.commit()?;
+        if !events.is_empty() {
+            committed(events);
+        }
         if let Some(mirror) = &self.mirror {
             // Still under the writer lock, so the file follows commit order.
             mirror.save(&conn, ops, &self.models)?;
