@@ -2,12 +2,15 @@
 //! events for every create, update and remove of a model's rows, each judged per subscriber
 //! by the rules that decide what the subscriber may read.
 //!
-//! - **Publishing.** The REST layer calls [`Changes::publish`] once per successful write.
-//!   On SQLite (one node) the event gets the next local sequence id, goes into a ring of
-//!   the last [`RING`] events (for `Last-Event-ID`) and to the local subscribers. On
-//!   PostgreSQL it is written to the cluster outbox ([`crate::cluster`]) and every node,
-//!   this one included, delivers it when its listener reads the row back (so the outbox id is
-//!   the event id, the same on every node, and nothing is delivered twice).
+//! - **Publishing.** The store's write observer ([`crate::observer`]) turns every row a
+//!   write created, updated or deleted into a change event inside the write's
+//!   transaction, whichever route or hook made the write (bulk updates and deletes
+//!   included). On SQLite (one node), after the commit, the event gets the next local
+//!   sequence id, goes into a ring of the last [`RING`] events (for `Last-Event-ID`) and to
+//!   the local subscribers. On PostgreSQL the transaction itself writes it to the outbox
+//!   ([`crate::cluster`]) and every node, this one included, delivers it when its listener
+//!   reads the row back (so the outbox id is the event id, the same on every node, and
+//!   nothing is delivered twice).
 //! - **Subscribing.** Each subscriber has a bounded channel. A subscriber whose channel is
 //!   full (it reads too slowly) is dropped; its stream ends after what it had buffered, and
 //!   nobody else waits for it. A disconnect drops the subscription with the response body.
@@ -16,8 +19,8 @@
 //!   subscriber's group scope and match the subscription's `options.where` (one `count` on
 //!   the database for creates and updates, which also requires the event's own group to be
 //!   one of the subscriber's). A removed row cannot be queried: it is judged from its last
-//!   state, captured by the REST layer before the delete (owner, group roles and group scope
-//!   in memory, `where` with a small evaluator). Whatever cannot be decided is not delivered.
+//!   state, returned by the delete itself (owner, group roles and group scope in memory,
+//!   `where` with a small evaluator). Whatever cannot be decided is not delivered.
 //! - Hidden properties are removed when the event is published.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -28,8 +31,8 @@ use std::time::Duration;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use portcullis_query::{Op, PropRef, Scalar, Where};
-use portcullis_schema::{Model, ModelId, PropType};
-use portcullis_store::Record;
+use portcullis_schema::{ModelId, PropType};
+use portcullis_store::{OutboxEvent, Record};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
@@ -96,17 +99,20 @@ pub struct Change {
     pub model: String,
     pub kind: ChangeKind,
     pub target: Value,
-    /// The instance as saved (hidden properties removed); for `remove`, its last state
-    /// when it was captured.
+    /// The instance as saved (hidden properties removed); for `remove`, its last state.
     pub data: Option<Record>,
 }
 
 impl Change {
     fn from_event(event: Event) -> Option<Change> {
-        let payload = event.data?;
+        Change::from_parts(event.id, event.key, event.data)
+    }
+
+    fn from_parts(id: i64, model: String, payload: Option<Value>) -> Option<Change> {
+        let payload = payload?;
         Some(Change {
-            id: event.id,
-            model: event.key,
+            id,
+            model,
             kind: ChangeKind::parse(payload.get("type")?.as_str()?)?,
             target: payload.get("target").cloned().unwrap_or(Value::Null),
             data: payload.get("data").and_then(Value::as_object).cloned(),
@@ -179,56 +185,33 @@ impl Changes {
             .unwrap_or(0)
     }
 
-    /// Whether changes of `model` are published (every model on PostgreSQL; on SQLite, those
-    /// streamed on this node), so a delete captures the row first: its last state judges
-    /// the `remove` event.
-    pub fn wants_last_state(&self, state: &RestState, model: &Model) -> bool {
+    /// Whether changes of `model` become change events (see [`crate::observer`]): on
+    /// PostgreSQL every model but the token model (any node may have subscribers); on
+    /// SQLite the models that have had a subscriber on this node.
+    pub fn publishes(&self, state: &RestState, model: ModelId) -> bool {
+        if state.token_model == Some(model) {
+            return false;
+        }
         state.cluster.is_enabled()
             || self
                 .inner
                 .lock()
-                .map(|i| i.streamed.contains(&model.name))
-                .unwrap_or(false)
+                .is_ok_and(|i| i.streamed.contains(&state.app.model(model).name))
     }
 
-    /// Publishes one change of a `model` row. `data` is the saved instance (for `remove`,
-    /// its last state, if captured). Never fails the request: a lost event is logged.
-    pub async fn publish(
-        &self,
-        state: &RestState,
-        model: &Model,
-        kind: ChangeKind,
-        target: Value,
-        data: Option<&Record>,
-    ) {
-        let clustered = state.cluster.is_enabled();
-        // On one node, only models streamed here are published (and kept for replay).
-        if !self.wants_last_state(state, model) {
-            return;
-        }
-        let data = data.map(|d| {
-            let mut d = d.clone();
-            crate::instance::shape_output(&state.app, model, &mut d, false);
-            d
-        });
-        if clustered {
-            let payload = json!({"type": kind.as_str(), "target": target, "data": data});
-            // Every node, this one included, delivers it from the outbox.
-            state.cluster.publish_change(&model.name, payload).await;
-            return;
-        }
+    /// Delivers a committed change event on this node alone (SQLite): it gets the next
+    /// local sequence id and a place in the replay ring.
+    pub fn deliver_local(&self, event: OutboxEvent) {
         let change = {
             let Ok(mut inner) = self.inner.lock() else {
                 return;
             };
             inner.last_id += 1;
-            let change = Arc::new(Change {
-                id: inner.last_id,
-                model: model.name.clone(),
-                kind,
-                target,
-                data,
-            });
+            let Some(change) = Change::from_parts(inner.last_id, event.key, event.data) else {
+                tracing::debug!(target: "portcullis::changes", "malformed change event");
+                return;
+            };
+            let change = Arc::new(change);
             inner.recent.push_back(change.clone());
             while inner.recent.len() > RING {
                 inner.recent.pop_front();
@@ -236,20 +219,6 @@ impl Changes {
             change
         };
         self.fan_out(change);
-    }
-
-    /// Publishes one change per row (array creates).
-    pub async fn publish_rows(
-        &self,
-        state: &RestState,
-        model: &Model,
-        kind: ChangeKind,
-        rows: &[Record],
-    ) {
-        for row in rows {
-            let target = row.get(model.id_name()).cloned().unwrap_or(Value::Null);
-            self.publish(state, model, kind, target, Some(row)).await;
-        }
     }
 
     /// Delivers one change event read from the cluster outbox to this node's subscribers.

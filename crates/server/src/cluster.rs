@@ -3,18 +3,20 @@
 //! table and role memberships in [`AccessControl`]) and every node's change-stream
 //! subscribers, within about a second.
 //!
-//! The design is an outbox table plus `LISTEN/NOTIFY` as the wake-up:
+//! The design is a transactional outbox plus `LISTEN/NOTIFY` as the wake-up:
 //!
 //! - `portcullis_events(id bigserial, kind text, key text, data jsonb, at timestamptz)` lives
-//!   in the app's schema. The request that made a change (logout, password change, user
-//!   deletion, a write to `ACL` / `Role` / `RoleMapping`, any write behind a change stream)
-//!   inserts one row right after its store write and, in the same statement, calls
-//!   `pg_notify` on the schema's channel. The request answers only after the row is written.
+//!   in the app's schema (created by the store). Every write that matters to other nodes
+//!   (a token deleted or changed, a write to `ACL` / `Role` / `RoleMapping`, any change of a
+//!   streamed row) inserts its event rows *in its own transaction*, decided by the node's
+//!   write observer ([`crate::observer`]), and queues `pg_notify` on the schema's channel,
+//!   which PostgreSQL sends when, and only if, the transaction commits. A write and its
+//!   events are stored together or not at all; the request answers after the commit.
 //! - Each node keeps one dedicated connection that `LISTEN`s on the channel. A notification
 //!   (or, as a safety net, a one-second tick) makes it read the rows newer than the last one
-//!   it saw and apply them: drop a token key or a user's tokens from the cache, reload the
-//!   access tables, hand a change to the local change-stream subscribers. Rows committed out
-//!   of id order are caught by re-reading the last few seconds and skipping ids already seen.
+//!   it saw and apply them: drop a token key from the cache, reload the access tables, hand
+//!   a change to the local change-stream subscribers. Rows committed out of id order are
+//!   caught by re-reading the last few seconds and skipping ids already seen.
 //! - The connection reconnects with backoff (0.1 s doubling to 5 s). After a reconnect the
 //!   node empties its token cache and reloads the access tables (it may have missed
 //!   notifications, and the rows may have been pruned), then reads what it missed.
@@ -22,13 +24,12 @@
 //!   the change-stream replay window for `Last-Event-ID`.
 //!
 //! The bound: a change is visible to every node's caches about one round trip after the
-//! request that made it answers (the notification), and at most ~1 s after (the tick) if the
-//! notification is lost. The store API has no transaction hook, so the row is written just
-//! after the change commits: if the process dies (or the database becomes unreachable) in
-//! between, the event is lost and is logged as an error by the writer when it fails.
+//! transaction that made it commits (the notification), and at most ~1 s after (the tick)
+//! if the notification is lost. Nodes tail the outbox of the app's first PostgreSQL
+//! datasource, which holds the built-in models; an app that spreads models over several
+//! PostgreSQL databases streams only the first one's changes across nodes (logged at start).
 //!
-//! On SQLite (one node) there is no link: the callers' in-process invalidation is all there
-//! is, and change events go straight to the local subscribers.
+//! On SQLite (one node) there is no link: the observer applies the events locally.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, Weak};
@@ -52,10 +53,12 @@ const BATCH: i64 = 5_000;
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Event kinds in the outbox table.
-mod kind {
+pub(crate) mod kind {
+    /// A token row was deleted or changed: `key` is its stored id.
     pub const TOKEN: &str = "token";
-    pub const USER_TOKENS: &str = "user-tokens";
+    /// `ACL`, `Role` or `RoleMapping` changed.
     pub const ACCESS: &str = "access";
+    /// A change-stream event: `key` is the model name, `data` the event.
     pub const CHANGE: &str = "change";
 }
 
@@ -76,11 +79,10 @@ pub struct Cluster {
 
 struct Link {
     config: Config,
-    /// The connection the listener holds, used for writes too; `None` while reconnecting.
+    /// The connection the listener holds, also used for replays; `None` while reconnecting.
     client: RwLock<Option<Arc<Client>>>,
-    channel: RwLock<String>,
-    /// Signalled whenever the listener (re)connects.
-    connected: Notify,
+    /// The outbox's notification channel, named by the store.
+    channel: String,
 }
 
 impl Cluster {
@@ -105,38 +107,20 @@ impl Cluster {
 
     /// The handle for a store: linked when the store is PostgreSQL.
     pub fn for_store(store: &portcullis_store::Store) -> Cluster {
-        Cluster {
-            link: store.postgres_config().map(|config| {
+        if store.postgres_databases() > 1 {
+            tracing::warn!(target: "portcullis::cluster", "several PostgreSQL datasources: nodes share the changes of the first one only");
+        }
+        let link = store
+            .postgres_config()
+            .zip(store.outbox_channel())
+            .map(|(config, channel)| {
                 Arc::new(Link {
                     config,
                     client: RwLock::new(None),
-                    channel: RwLock::new(String::new()),
-                    connected: Notify::new(),
+                    channel,
                 })
-            }),
-        }
-    }
-
-    /// This node logged a token out (its cache entry is already gone).
-    pub async fn token_removed(&self, key: &str) {
-        self.emit(kind::TOKEN, key, None).await;
-    }
-
-    /// This node deleted every token of `user_id` but `keep`.
-    pub async fn user_tokens_removed(&self, user_id: &str, keep: Option<&str>) {
-        let data = keep.map(|k| serde_json::json!({ "keep": k }));
-        self.emit(kind::USER_TOKENS, user_id, data).await;
-    }
-
-    /// This node wrote to `ACL`, `Role` or `RoleMapping`.
-    pub async fn access_changed(&self) {
-        self.emit(kind::ACCESS, "", None).await;
-    }
-
-    /// Publishes a change-stream event to every node; `false` on SQLite (the caller
-    /// delivers locally) or when it could not be written.
-    pub async fn publish_change(&self, model: &str, data: Value) -> bool {
-        self.link.is_some() && self.emit(kind::CHANGE, model, Some(data)).await
+            });
+        Cluster { link }
     }
 
     /// Change events newer than `after` still in the table (for `Last-Event-ID`).
@@ -152,46 +136,6 @@ impl Cluster {
             .await
             .ok()?;
         Some(rows.iter().filter_map(event_of).collect())
-    }
-
-    async fn emit(&self, kind: &str, key: &str, data: Option<Value>) -> bool {
-        let Some(link) = &self.link else {
-            return false;
-        };
-        let data = data.map(|d| d.to_string());
-        // One retry after a reconnect: the listener may be between connections.
-        for attempt in 0..2 {
-            let client = match link.current() {
-                Some(c) => c,
-                None => {
-                    let _ = tokio::time::timeout(MAX_BACKOFF, link.connected.notified()).await;
-                    match link.current() {
-                        Some(c) => c,
-                        None => continue,
-                    }
-                }
-            };
-            let channel = link.channel();
-            let written = client
-                .execute(
-                    "WITH e AS (INSERT INTO portcullis_events (kind, key, data) \
-                     VALUES ($1, $2, $3::text::jsonb) RETURNING id) \
-                     SELECT pg_notify($4, e.id::text) FROM e",
-                    &[&kind, &key, &data, &channel],
-                )
-                .await;
-            match written {
-                Ok(_) => return true,
-                Err(e) if attempt == 0 => {
-                    tracing::warn!(target: "portcullis::cluster", error = %e, kind, "event write failed; retrying");
-                    let _ = tokio::time::timeout(MAX_BACKOFF, link.connected.notified()).await;
-                }
-                Err(e) => {
-                    tracing::error!(target: "portcullis::cluster", error = %e, kind, key, "event lost: other nodes may serve stale caches for this change");
-                }
-            }
-        }
-        false
     }
 }
 
@@ -210,11 +154,7 @@ impl Link {
         }
     }
 
-    fn channel(&self) -> String {
-        self.channel.read().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// Connects, prepares the table, LISTENs, and publishes the client for writers.
+    /// Connects, LISTENs, and publishes the client for replays.
     async fn open(&self) -> Result<Live, String> {
         let (client, connection) = self
             .config
@@ -223,9 +163,8 @@ impl Link {
             .map_err(|e| format!("cannot connect the cluster listener: {e}"))?;
         let wake = Arc::new(Notify::new());
         let driver = tokio::spawn(drive(connection, wake.clone()));
+        let channel = self.channel.as_str();
         let ready = async {
-            let last_id = setup(&client).await?;
-            let channel = channel_of(&client).await?;
             // Named after the channel, so operators (and tests) can find a node's listener.
             client
                 .execute(
@@ -234,18 +173,15 @@ impl Link {
                 )
                 .await?;
             client
-                .batch_execute(&format!("LISTEN {}", quote_ident(&channel)))
+                .batch_execute(&format!("LISTEN {}", quote_ident(channel)))
                 .await?;
-            Ok::<_, tokio_postgres::Error>((last_id, channel))
+            // Listening first, then the newest id: nothing committed after it is missed.
+            last_event_id(&client).await
         };
         match ready.await {
-            Ok((last_id, channel)) => {
-                if let Ok(mut slot) = self.channel.write() {
-                    *slot = channel;
-                }
+            Ok(last_id) => {
                 let client = Arc::new(client);
                 self.set_client(Some(client.clone()));
-                self.connected.notify_waiters();
                 Ok(Live {
                     client,
                     driver,
@@ -270,22 +206,8 @@ struct Live {
     last_id: i64,
 }
 
-/// Creates the outbox table if missing; returns the newest event id (where this node starts).
-async fn setup(client: &Client) -> Result<i64, tokio_postgres::Error> {
-    client
-        .batch_execute(
-            "BEGIN; \
-             SELECT pg_advisory_xact_lock(hashtext('portcullis events ' || current_schema())); \
-             CREATE TABLE IF NOT EXISTS portcullis_events ( \
-               id bigserial PRIMARY KEY, \
-               kind text NOT NULL, \
-               key text NOT NULL DEFAULT '', \
-               data jsonb, \
-               at timestamptz NOT NULL DEFAULT clock_timestamp()); \
-             CREATE INDEX IF NOT EXISTS portcullis_events_at ON portcullis_events (at); \
-             COMMIT;",
-        )
-        .await?;
+/// The newest event id (where a node starts reading).
+async fn last_event_id(client: &Client) -> Result<i64, tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT coalesce(max(id), 0)::int8 FROM portcullis_events",
@@ -293,20 +215,6 @@ async fn setup(client: &Client) -> Result<i64, tokio_postgres::Error> {
         )
         .await?;
     Ok(row.get(0))
-}
-
-/// The schema's notification channel (channels are per database, schemas share them).
-async fn channel_of(client: &Client) -> Result<String, tokio_postgres::Error> {
-    let row = client
-        .query_one("SELECT coalesce(current_schema(), '')::text", &[])
-        .await?;
-    let schema: String = row.get(0);
-    let mut channel = format!("portcullis:{schema}");
-    // Identifiers are cut at 63 bytes; a collision only costs a spurious wake-up.
-    while channel.len() > 63 {
-        channel.pop();
-    }
-    Ok(channel)
 }
 
 fn quote_ident(name: &str) -> String {
@@ -437,14 +345,6 @@ async fn poll(
             tail.last_id = tail.last_id.max(event.id);
             match event.kind.as_str() {
                 kind::TOKEN => state.tokens.remove(&event.key),
-                kind::USER_TOKENS => {
-                    let keep = event
-                        .data
-                        .as_ref()
-                        .and_then(|d| d.get("keep"))
-                        .and_then(Value::as_str);
-                    state.tokens.remove_user(&event.key, keep);
-                }
                 kind::ACCESS => reload = true,
                 kind::CHANGE => state.changes.deliver(event),
                 other => {

@@ -191,6 +191,11 @@ impl ServerBuilder {
         }
         let app = Arc::new(self.app);
         let store = Store::open(app.clone()).await?;
+        let state = Arc::new(
+            RestState::new(app.clone(), store.clone(), self.ext).map_err(StartError::Config)?,
+        );
+        // Before any write, the seed's included: every write then carries its events.
+        crate::observer::NodeObserver::install(&state);
         if let Some(data) = &self.seed {
             let report = crate::seed::seed(&app, &store, data)
                 .await
@@ -198,9 +203,6 @@ impl ServerBuilder {
             let inserted: usize = report.models.iter().map(|m| m.1).sum();
             tracing::info!("seeded {inserted} row(s)");
         }
-        let state = Arc::new(
-            RestState::new(app.clone(), store.clone(), self.ext).map_err(StartError::Config)?,
-        );
         state
             .access
             .reload(&store)

@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod http;
 pub mod instance;
 pub mod mail;
+pub mod observer;
 pub mod openapi;
 pub mod remote;
 pub mod rest;

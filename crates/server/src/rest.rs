@@ -19,7 +19,6 @@ use serde_json::{json, Map, Value};
 use crate::access::{AccessControl, AccessInput, RoleResolver};
 use crate::authorize::{acl_vote, run_matrix, MatrixOptions, VoterContext, VoterFn};
 use crate::body::read_body;
-use crate::changes::ChangeKind;
 use crate::error::{store_error, ApiError};
 use crate::groups::GroupConfig;
 use crate::hooks::{Hooks, Operation, OperationContext, RemoteContext};
@@ -522,8 +521,8 @@ async fn dispatch(
     if matched.method.access_type != portcullis_authz::AccessType::Read
         && state.access.is_access_model(model.id)
     {
+        // Read-your-writes on this node; other nodes reload from the outbox event.
         state.access.reload(&state.store).await?;
-        state.cluster.access_changed().await;
     }
     Ok(outcome)
 }
@@ -640,10 +639,6 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             for row in stored {
                 created.push(inv.op_save(model, Operation::AfterSave, row, true).await?);
             }
-            inv.state
-                .changes
-                .publish_rows(inv.state, model, ChangeKind::Create, &created)
-                .await;
             if data.is_array() {
                 Ok(Outcome::Json(inv.shape_all(model, created)))
             } else {
@@ -695,12 +690,6 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             let saved = inv
                 .op_save(model, Operation::AfterSave, saved, before.is_none())
                 .await?;
-            let kind = if before.is_none() {
-                ChangeKind::Create
-            } else {
-                ChangeKind::Update
-            };
-            inv.publish(model, kind, &saved).await;
             if let (Some(before), true) = (&before, model.is_user_model()) {
                 crate::users::after_user_update(inv, model, before, &saved).await?;
             }
@@ -719,7 +708,6 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                     .prepare_row(model, &data, WriteMode::Create, None)
                     .await?;
                 let row = create_one(store, model, row).await?;
-                inv.publish(model, ChangeKind::Create, &row).await;
                 return Ok(Outcome::Json(inv.shape(model, row)));
             }
             if model.is_user_model() {
@@ -733,7 +721,6 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                 .upsert_with_where(model.id, where_.as_ref(), row)
                 .await
                 .map_err(err)?;
-            inv.publish(model, ChangeKind::Update, &saved).await;
             Ok(Outcome::Json(inv.shape(model, saved)))
         }
         Action::UpdateAll => {
@@ -771,17 +758,8 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                     let by_id = Some(eq(model.id_name(), &model.id_prop().ty, id.clone()));
                     inv.op_delete(model, Operation::BeforeDelete, by_id.clone())
                         .await?;
-                    // The last state judges who may see the `remove` event.
-                    let last = if inv.state.changes.wants_last_state(inv.state, model) {
-                        store.find_by_id(model.id, &id, None).await.map_err(err)?
-                    } else {
-                        None
-                    };
                     let n = store.delete_by_id(model.id, &id).await.map_err(err)?;
                     inv.op_delete(model, Operation::AfterDelete, by_id).await?;
-                    if n > 0 {
-                        inv.publish_removed(model, &id, last.as_ref()).await;
-                    }
                     n
                 }
                 None => 0,
@@ -823,7 +801,6 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             let saved = inv
                 .op_save(model, Operation::AfterSave, saved, false)
                 .await?;
-            inv.publish(model, ChangeKind::Update, &saved).await;
             if model.is_user_model() {
                 crate::users::after_user_update(inv, model, &before, &saved).await?;
             }
@@ -849,7 +826,6 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
             let saved = inv
                 .op_save(model, Operation::AfterSave, saved, false)
                 .await?;
-            inv.publish(model, ChangeKind::Update, &saved).await;
             if model.is_user_model() {
                 crate::users::after_user_update(inv, model, &before, &saved).await?;
             }
@@ -1099,7 +1075,6 @@ async fn run_relation(
                         .await
                         .map_err(err)?
                         .ok_or_else(missing)?;
-                    inv.publish(target, ChangeKind::Update, &saved).await;
                     Ok(Outcome::Json(inv.shape(target, saved)))
                 }
                 _ => {
@@ -1107,10 +1082,7 @@ async fn run_relation(
                         let link = inv.link_where(relation, through, parent, kt, &fk)?;
                         store.delete_all(through, Some(&link)).await.map_err(err)?;
                     }
-                    let n = store.delete_by_id(target.id, &id).await.map_err(err)?;
-                    if n > 0 {
-                        inv.publish_removed(target, &id, Some(&row)).await;
-                    }
+                    store.delete_by_id(target.id, &id).await.map_err(err)?;
                     Ok(Outcome::NoContent)
                 }
             }
@@ -1143,31 +1115,13 @@ async fn run_relation(
                     .await
                     .map_err(|e| store_error(&app.model(through).name, e))?;
             }
-            inv.publish(target, ChangeKind::Create, &created).await;
             Ok(Outcome::Json(inv.shape(target, created)))
         }
         RelOp::Delete | RelOp::Destroy => {
-            // Each removed row is published, judged by its last state.
-            let removed = if inv.state.changes.wants_last_state(inv.state, target) {
-                let filter = Filter {
-                    where_: Some(scope.clone()),
-                    ..Filter::default()
-                };
-                store.find(target.id, &filter).await.map_err(err)?
-            } else {
-                Vec::new()
-            };
             store
                 .delete_all(target.id, Some(&scope))
                 .await
                 .map_err(err)?;
-            for row in &removed {
-                let target_id = row.get(target.id_name()).cloned().unwrap_or(Value::Null);
-                inv.state
-                    .changes
-                    .publish(inv.state, target, ChangeKind::Remove, target_id, Some(row))
-                    .await;
-            }
             if let (
                 Some(through),
                 RelationKind::HasManyThrough | RelationKind::HasAndBelongsToMany,
@@ -1217,7 +1171,6 @@ async fn run_relation(
                 .ok_or_else(|| {
                     ApiError::model_not_found(format!("No \"{}\" instance(s) found", target.name))
                 })?;
-            inv.publish(target, ChangeKind::Update, &saved).await;
             Ok(Outcome::Json(inv.shape(target, saved)))
         }
         RelOp::Link | RelOp::Unlink | RelOp::ExistsLink => {
@@ -1286,24 +1239,6 @@ fn keep_relation_key(relation: &Relation, patch: &mut Record, parent_key: &Value
 }
 
 impl Invocation<'_> {
-    /// Publishes a create or update of `row` to change streams.
-    async fn publish(&self, model: &Model, kind: ChangeKind, row: &Record) {
-        let target = row.get(model.id_name()).cloned().unwrap_or(Value::Null);
-        self.state
-            .changes
-            .publish(self.state, model, kind, target, Some(row))
-            .await;
-    }
-
-    /// Publishes the removal of row `id`, with its last state when it was captured.
-    async fn publish_removed(&self, model: &Model, id: &Scalar, last: Option<&Record>) {
-        let target = crate::instance::scalar_json(id);
-        self.state
-            .changes
-            .publish(self.state, model, ChangeKind::Remove, target, last)
-            .await;
-    }
-
     /// Checks and coerces a body for `model`; User-derived models also get the user rules
     /// (password hashing, email checks, uniqueness).
     async fn prepare_row(

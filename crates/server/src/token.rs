@@ -3,6 +3,7 @@
 //! and the per-node cache that keeps the lookup off the database on the hot path.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::http::HeaderMap;
@@ -228,6 +229,10 @@ fn authorization_token(value: &str) -> String {
 #[derive(Default)]
 pub struct TokenCache {
     entries: RwLock<HashMap<String, Arc<Token>>>,
+    /// Bumped by every removal. A token read from the database is cached only if no removal
+    /// happened since the read began: otherwise a logout racing a request's cache miss
+    /// could leave the logged-out token cached.
+    removals: AtomicU64,
 }
 
 const TOKEN_CACHE_LIMIT: usize = 100_000;
@@ -237,8 +242,18 @@ impl TokenCache {
         self.entries.read().ok()?.get(key).cloned()
     }
 
-    fn put(&self, token: Arc<Token>) {
+    /// Where removals stand; pass it to `put` after reading the token from the database.
+    fn generation(&self) -> u64 {
+        self.removals.load(Ordering::Acquire)
+    }
+
+    /// Caches `token` read from the database, unless a removal happened since `generation`.
+    fn put(&self, token: Arc<Token>, generation: u64) {
         if let Ok(mut map) = self.entries.write() {
+            // Removals bump the counter under this lock, so the check cannot interleave.
+            if self.removals.load(Ordering::Acquire) != generation {
+                return;
+            }
             if map.len() >= TOKEN_CACHE_LIMIT {
                 map.clear();
             }
@@ -248,6 +263,7 @@ impl TokenCache {
 
     pub fn remove(&self, key: &str) {
         if let Ok(mut map) = self.entries.write() {
+            self.removals.fetch_add(1, Ordering::AcqRel);
             map.remove(key);
         }
     }
@@ -256,16 +272,8 @@ impl TokenCache {
     /// invalidations).
     pub fn clear(&self) {
         if let Ok(mut map) = self.entries.write() {
+            self.removals.fetch_add(1, Ordering::AcqRel);
             map.clear();
-        }
-    }
-
-    /// Drops every cached token of `user_id` except `keep`.
-    pub fn remove_user(&self, user_id: &str, keep: Option<&str>) {
-        if let Ok(mut map) = self.entries.write() {
-            map.retain(|k, t| {
-                Some(k.as_str()) == keep || t.user_id_string().as_deref() != Some(user_id)
-            });
         }
     }
 }
@@ -290,6 +298,7 @@ pub async fn resolve(
     let token = match cache.get(&key) {
         Some(t) => t,
         None => {
+            let generation = cache.generation();
             let row = store
                 .find_by_id(token_model, &Scalar::Text(key.clone()), None)
                 .await
@@ -303,7 +312,7 @@ pub async fn resolve(
                 ));
             };
             let token = Arc::new(token);
-            cache.put(token.clone());
+            cache.put(token.clone(), generation);
             token
         }
     };

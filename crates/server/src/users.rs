@@ -263,18 +263,12 @@ pub async fn invalidate_tokens(
             op: Op::Neq(text(k)),
         });
     }
+    // Each deleted row leaves every node's token cache through the store's observer.
     inv.state
         .store
         .delete_all(token_model, Some(&w))
         .await
         .map_err(|e| store_error("AccessToken", e))?;
-    inv.state
-        .tokens
-        .remove_user(&value_to_id_string(user_id), keep);
-    inv.state
-        .cluster
-        .user_tokens_removed(&value_to_id_string(user_id), keep)
-        .await;
     Ok(())
 }
 
@@ -397,13 +391,13 @@ pub async fn run_user(
                 .state
                 .token_model
                 .ok_or_else(|| ApiError::internal("no AccessToken model"))?;
+            // The store's observer drops the token from every node's cache (see
+            // `observer.rs`), from this one before the delete returns.
             inv.state
                 .store
                 .delete_by_id(token_model, &Scalar::Text(token.key.clone()))
                 .await
                 .map_err(|e| store_error("AccessToken", e))?;
-            inv.state.tokens.remove(&token.key);
-            inv.state.cluster.token_removed(&token.key).await;
             Ok(Outcome::NoContent)
         }
         UserOp::Verify => verify(inv, model).await,

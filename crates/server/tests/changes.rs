@@ -531,3 +531,68 @@ async fn an_event_written_on_one_node_reaches_subscribers_of_every_node() {
     let again = replay.next().await;
     assert_eq!(again.data["target"], post["id"]);
 }
+
+#[tokio::test]
+async fn bulk_updates_and_relation_deletes_stream_every_row() {
+    let s = TestServer::start("crates/server/tests/fixtures/library").await;
+    let mut stream = Stream::open(&s, "/api/Books/change-stream", None, None).await;
+    let (st, author) = s.post("/api/Authors", &json!({"name": "Ann"})).await;
+    assert_eq!(st, StatusCode::OK, "{author}");
+    let aid = &author["id"];
+    let mut ids = Vec::new();
+    for (title, pages) in [("A", 50), ("B", 500), ("C", 900)] {
+        let (st, book) = s
+            .post(
+                &format!("/api/Authors/{aid}/books"),
+                &json!({"title": title, "pages": pages}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{book}");
+        let created = stream.next().await;
+        assert_eq!(created.data["type"], "create", "{created:?}");
+        assert_eq!(created.data["target"], book["id"]);
+        ids.push(book["id"].clone());
+    }
+
+    // `updateAll`: one update per changed row, with the row as it is now.
+    let w = enc(r#"{"pages":{"gt":100}}"#);
+    let (st, body) = s
+        .post(
+            &format!("/api/Books/update?where={w}"),
+            &json!({"available": false}),
+        )
+        .await;
+    assert_eq!((st, body), (StatusCode::OK, json!({"count": 2})));
+    let mut updated = Vec::new();
+    for _ in 0..2 {
+        let e = stream.next().await;
+        assert_eq!(e.data["type"], "update", "{e:?}");
+        assert_eq!(e.data["data"]["available"], json!(false));
+        updated.push(e.data["target"].clone());
+    }
+    updated.sort_by_key(|v| v.to_string());
+    assert_eq!(updated, vec![ids[1].clone(), ids[2].clone()]);
+
+    // Deleting through the relation: one remove per row.
+    let (st, _) = s
+        .request(
+            Method::DELETE,
+            &format!("/api/Authors/{aid}/books"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    let mut removed = Vec::new();
+    for _ in 0..3 {
+        let e = stream.next().await;
+        assert_eq!(e.data["type"], "remove", "{e:?}");
+        removed.push(e.data["target"].clone());
+    }
+    removed.sort_by_key(|v| v.to_string());
+    assert_eq!(removed, ids);
+    assert!(
+        stream.next_within(QUIET).await.is_none(),
+        "one event per row, no more"
+    );
+}

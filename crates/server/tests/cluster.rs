@@ -143,6 +143,52 @@ async fn a_password_change_on_one_node_ends_other_sessions_everywhere() {
 }
 
 #[tokio::test]
+async fn revoking_sessions_on_one_node_ends_them_on_the_other() {
+    let Some(url) = pg() else { return };
+    let app = common::wall_with_session_revocation();
+    let (a, b) = TestServer::start_pair(&app.path().to_string_lossy(), &url).await;
+    let on_a = wall_user(&a, "v@x.test").await;
+    let on_b = login(&b, "v@x.test", "pw").await;
+    for t in [&on_a, &on_b] {
+        assert_eq!(
+            status(&a, Method::GET, "/api/appusers/1", t).await,
+            StatusCode::OK
+        );
+        assert_eq!(
+            status(&b, Method::GET, "/api/appusers/1", t).await,
+            StatusCode::OK
+        );
+    }
+    // A bulk delete through the relation: each deleted token is an event of its own.
+    let (st, body) = b
+        .request(
+            Method::DELETE,
+            "/api/appusers/1/accessTokens",
+            None,
+            Some(&on_b),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        status(&b, Method::GET, "/api/appusers/1", &on_a).await,
+        StatusCode::UNAUTHORIZED,
+        "the revoking node forgets at once"
+    );
+    for t in [&on_a, &on_b] {
+        let took = until(
+            &a,
+            Method::GET,
+            "/api/appusers/1",
+            t,
+            StatusCode::UNAUTHORIZED,
+        )
+        .await;
+        eprintln!("revocation reached node A in {took:?}");
+        assert!(took < BOUND, "{took:?}");
+    }
+}
+
+#[tokio::test]
 async fn a_role_grant_on_one_node_takes_effect_on_the_other() {
     let Some(url) = pg() else { return };
     let (a, b) = TestServer::start_pair("crates/server/tests/fixtures/acl", &url).await;

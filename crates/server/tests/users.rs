@@ -403,3 +403,47 @@ fn rusqlite_free_read(path: &std::path::Path) -> String {
     bytes.extend(std::fs::read(path.with_extension("sqlite-wal")).unwrap_or_default());
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+#[tokio::test]
+async fn revoking_sessions_through_the_relation_ends_cached_tokens_at_once() {
+    let s = TestServer::start_in(common::wall_with_session_revocation()).await;
+    s.post(
+        "/api/appusers",
+        &json!({"email": "r@x.test", "password": "pw"}),
+    )
+    .await;
+    let mut tokens = Vec::new();
+    for _ in 0..2 {
+        let (st, body) = s
+            .post(
+                "/api/appusers/login",
+                &json!({"email": "r@x.test", "password": "pw"}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{body}");
+        tokens.push(body["id"].as_str().expect("token").to_string());
+    }
+    // Both tokens are in the node's cache now.
+    for t in &tokens {
+        let (st, _) = s
+            .request(Method::GET, "/api/appusers/1", None, Some(t))
+            .await;
+        assert_eq!(st, StatusCode::OK);
+    }
+    let (st, body) = s
+        .request(
+            Method::DELETE,
+            "/api/appusers/1/accessTokens",
+            None,
+            Some(&tokens[0]),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+    // No wait: the delete's own transaction announced every removed token.
+    for t in &tokens {
+        let (st, _) = s
+            .request(Method::GET, "/api/appusers/1", None, Some(t))
+            .await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "a revoked token still works");
+    }
+}

@@ -417,3 +417,19 @@ pub fn assert_error(body: &Value, status: u16) -> &serde_json::Map<String, Value
     assert!(inner.get("message").is_some_and(Value::is_string), "{body}");
     inner
 }
+
+/// A copy of the wall where a user may revoke their own sessions
+/// (`DELETE /appusers/{id}/accessTokens`, "log out everywhere").
+pub fn wall_with_session_revocation() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&workspace_root().join("examples/wall"), dir.path());
+    let path = dir.path().join("common/models/appuser.json");
+    let mut model: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    model["acls"] = serde_json::json!([{
+        "principalType": "ROLE", "principalId": "$owner",
+        "permission": "ALLOW", "property": "__delete__accessTokens"
+    }]);
+    std::fs::write(&path, model.to_string()).expect("write");
+    dir
+}
