@@ -2,7 +2,12 @@
 //! endpoint, with the results the running LoopBack 3 example gives (its README is wrong
 //! in places; these are the measured ones), and the original's bugs fixed.
 
-use std::net::SocketAddr;
+//!
+//! With `PORTCULLIS_TEST_BACKEND=postgres` and `PORTCULLIS_TEST_DATABASE_URL`, the app runs on
+//! PostgreSQL in a schema of its own (the server tests' harness, shared).
+
+#[path = "../../../crates/server/tests/common/mod.rs"]
+mod common;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -10,49 +15,18 @@ use serde_json::{json, Value};
 struct App {
     base: String,
     client: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-fn copy(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).expect("dir");
-    for e in std::fs::read_dir(from).expect("read") {
-        let e = e.expect("entry");
-        let name = e.file_name();
-        let n = name.to_string_lossy();
-        if n.contains(".sqlite") || n == "src" || n == "tests" || n == "target" {
-            continue;
-        }
-        if e.path().is_dir() {
-            copy(&e.path(), &to.join(&name));
-        } else {
-            std::fs::copy(e.path(), to.join(&name)).expect("copy");
-        }
-    }
+    _server: common::TestServer,
 }
 
 async fn start() -> App {
     let dir = tempfile::tempdir().expect("tempdir");
-    copy(&startkicker::app_dir(), dir.path());
-    let app = portcullis_schema::load_app(dir.path()).expect("app");
-    let seed: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join("server/seed.json")).expect("seed"),
-    )
-    .expect("json");
-    let server = startkicker::configure(portcullis_server::ServerBuilder::new(app).seed(seed))
-        .build()
-        .await
-        .expect("build");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr: SocketAddr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = server.serve_on(listener, std::future::pending()).await;
-    });
+    common::copy_dir(&startkicker::app_dir(), dir.path());
+    // The harness applies `server/seed.json`, as `portcullis serve` does.
+    let server = common::TestServer::start_in_with(dir, startkicker::configure).await;
     App {
-        base: format!("http://{addr}"),
-        client: reqwest::Client::new(),
-        _dir: dir,
+        base: server.base.clone(),
+        client: server.client.clone(),
+        _server: server,
     }
 }
 
