@@ -151,6 +151,15 @@ pub struct AccessInput<'a> {
     pub app_id: Option<&'a str>,
 }
 
+/// The decision about reading a row that no longer exists.
+#[derive(Debug)]
+pub enum RemovedCheck {
+    /// As [`AccessControl::check`] answers (`None`: access control is off).
+    Decided(Option<Decision>),
+    /// A custom role resolver would need the row itself.
+    Undecidable,
+}
+
 impl AccessControl {
     pub fn new(
         app: &App,
@@ -324,20 +333,24 @@ impl AccessControl {
 
     /// Decides a READ of a row that no longer exists (a change-stream `remove` event) from
     /// its last state: `$owner` and the built-in group roles are answered from `last`,
-    /// static roles as usual. `Ok(None)` when that cannot be decided without the row (a
-    /// custom resolver is asked): the caller must then not deliver.
+    /// static roles as usual. [`RemovedCheck::Undecidable`] when that cannot be decided
+    /// without the row (a custom resolver is asked): the caller must then not deliver.
     pub async fn check_removed(
         &self,
         app: &App,
         store: &Store,
         input: &AccessInput<'_>,
         last: &Record,
-    ) -> Result<Option<bool>, ApiError> {
+    ) -> Result<RemovedCheck, ApiError> {
         if !self.enabled {
-            return Ok(Some(true));
+            return Ok(RemovedCheck::Decided(None));
         }
         if !scopes_allow(input.model, &input.method.name, input.token) {
-            return Ok(Some(false));
+            return Ok(RemovedCheck::Decided(Some(Decision::denied_by_scope(
+                &input.model.name,
+                &input.method.name,
+                input.method.access_type,
+            ))));
         }
         let facts = self.facts(app, input);
         let (principals, roles, user_id) = (&facts.principals, &facts.roles, &facts.user_id);
@@ -363,11 +376,11 @@ impl AccessControl {
                             Ok(held) => held,
                             Err(e) => {
                                 tracing::error!(target: "portcullis::security", role, error = %e, "group role check failed");
-                                return Ok(None);
+                                return Ok(RemovedCheck::Undecidable);
                             }
                         }
                     } else if self.resolvers.contains_key(&role) {
-                        return Ok(None);
+                        return Ok(RemovedCheck::Undecidable);
                     } else if role == OWNER {
                         user_id
                             .as_deref()
@@ -380,7 +393,7 @@ impl AccessControl {
                 Step::Done(decision) => break decision,
             }
         };
-        Ok(Some(decision.allowed))
+        Ok(RemovedCheck::Decided(Some(decision)))
     }
 
     /// What a decision about `input` starts from: the caller's principals, this node's

@@ -15,12 +15,15 @@
 //!   full (it reads too slowly) is dropped; its stream ends after what it had buffered, and
 //!   nobody else waits for it. A disconnect drops the subscription with the response body.
 //! - **Judging.** Per event and subscriber, in the subscriber's stream: the token must still
-//!   be valid; the ACL decision for `findById` on the row must allow; the row must be in the
-//!   subscriber's group scope and match the subscription's `options.where` (one `count` on
-//!   the database for creates and updates, which also requires the event's own group to be
-//!   one of the subscriber's). A removed row cannot be queried: it is judged from its last
-//!   state, returned by the delete itself (owner, group roles and group scope in memory,
-//!   `where` with a small evaluator). Whatever cannot be decided is not delivered.
+//!   be valid; `findById` on the row must be allowed, as a request would be (the ACL
+//!   decision, and when the method has `authorize` metadata, its voters under the decision
+//!   matrix); the row must be in the subscriber's group scope and match the subscription's
+//!   `options.where` and what the model's `access` operation hooks add to a query (one
+//!   `count` on the database for creates and updates, which also requires the event's own
+//!   group to be one of the subscriber's). A removed row cannot be queried: it is judged
+//!   from its last state, returned by the delete itself (owner, group roles and group scope
+//!   in memory, `where` and hook conditions with a small evaluator). Whatever cannot be
+//!   decided is not delivered.
 //! - Hidden properties are removed when the event is published.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -36,9 +39,10 @@ use portcullis_store::{OutboxEvent, Record};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
-use crate::access::AccessInput;
+use crate::access::{AccessInput, RemovedCheck};
 use crate::cluster::Event;
 use crate::error::{store_error, ApiError};
+use crate::hooks::{Operation, OperationContext};
 use crate::rest::RestState;
 use crate::route::RemoteMethod;
 use crate::token::{value_to_id_string, Token};
@@ -465,12 +469,15 @@ impl Reader {
             let Some(last) = &change.data else {
                 return Ok(Verdict::Skip);
             };
-            if state
+            let decision = match state
                 .access
                 .check_removed(app, &state.store, &input, last)
                 .await?
-                != Some(true)
             {
+                RemovedCheck::Decided(decision) => decision,
+                RemovedCheck::Undecidable => return Ok(Verdict::Skip),
+            };
+            if !crate::rest::allows(state, &input, decision.as_ref()).await? {
                 return Ok(Verdict::Skip);
             }
             if scope.is_some() {
@@ -494,12 +501,17 @@ impl Reader {
                     return Ok(Verdict::Skip);
                 }
             }
+            // What `access` hooks add to every query must hold for the last state too.
+            if let Some(w) = self.access_hooks().await? {
+                if eval(&w, last) != Some(true) {
+                    return Ok(Verdict::Skip);
+                }
+            }
             return Ok(Verdict::Deliver);
         }
-        if let Some(decision) = state.access.check(app, &state.store, &input).await? {
-            if !decision.allowed {
-                return Ok(Verdict::Skip);
-            }
+        let decision = state.access.check(app, &state.store, &input).await?;
+        if !crate::rest::allows(state, &input, decision.as_ref()).await? {
+            return Ok(Verdict::Skip);
         }
         let mut narrowed = false;
         let mut w = cond(model.id_name(), model.id_prop().ty.clone(), Op::Eq(id));
@@ -527,6 +539,11 @@ impl Reader {
             w = w.and(extra.clone());
             narrowed = true;
         }
+        // As for a query: the hooks may narrow it (soft deletes, tenants), never widen it.
+        if let Some(hooked) = self.access_hooks().await? {
+            w = w.and(hooked);
+            narrowed = true;
+        }
         if narrowed {
             let n = state
                 .store
@@ -538,6 +555,27 @@ impl Reader {
             }
         }
         Ok(Verdict::Deliver)
+    }
+}
+
+impl Reader {
+    /// What the model's `access` operation hooks add to a query by the subscriber (they
+    /// start from no where, so they can narrow what is delivered but never widen it).
+    async fn access_hooks(&self) -> Result<Option<Where>, ApiError> {
+        let state = &*self.state;
+        let model = state.app.model(self.sub.model);
+        if !state.hooks.has_operation(&model.name, Operation::Access) {
+            return Ok(None);
+        }
+        let ctx = OperationContext {
+            model: model.name.clone(),
+            operation: Operation::Access,
+            where_: None,
+            data: None,
+            is_new_instance: false,
+            user_id: self.sub.token.as_ref().and_then(|t| t.user_id.clone()),
+        };
+        Ok(state.hooks.run_operation(ctx).await?.where_)
     }
 }
 

@@ -371,51 +371,18 @@ async fn dispatch(
     };
     let mut granted_by = None;
     let decision = state.access.check(&state.app, &state.store, &input).await?;
-    match state
-        .authorize_meta(model, matched.method)
-        .filter(|m| !m.skip)
-    {
-        Some(meta) if state.access.enabled => {
-            let mut roles: Vec<String> = meta.allowed_roles.clone();
-            roles.extend(meta.denied_roles.iter().cloned());
-            let held = state
-                .access
-                .roles_held(&state.app, &state.store, &input, &roles)
-                .await?;
-            let ctx = VoterContext {
-                model: model.name.clone(),
-                method: matched.method.name.clone(),
-                resource: meta
-                    .resource
-                    .clone()
-                    .unwrap_or_else(|| format!("{}.{}", model.name, matched.method.name)),
-                principals: crate::access::principals_of(
-                    &state.app,
-                    token.as_deref(),
-                    app_id.as_deref(),
-                ),
-                user_id: token.as_ref().and_then(|t| t.user_id_string()),
-                roles: held,
-                scopes: meta.scopes.clone(),
-                args: if custom.is_some() {
-                    args.clone()
-                } else {
-                    body.as_ref()
-                        .and_then(Value::as_object)
-                        .cloned()
-                        .unwrap_or_default()
-                },
-                instance_id: model_id.clone(),
-            };
-            let outcome = run_matrix(
-                acl_vote(decision.as_ref()),
-                meta,
-                &state.voters,
-                ctx,
-                state.matrix,
-            )
-            .await;
-            tracing::debug!(target: "portcullis::security", "{}.{}: {outcome}", model.name, matched.method.name);
+    let voter_args = || {
+        if custom.is_some() {
+            args.clone()
+        } else {
+            body.as_ref()
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    match run_voters(state, &input, decision.as_ref(), voter_args).await? {
+        Some(outcome) => {
             if !outcome.allowed {
                 return Err(
                     if token.as_ref().and_then(|t| t.user_id.as_ref()).is_some() {
@@ -426,7 +393,7 @@ async fn dispatch(
                 );
             }
         }
-        _ => {
+        None => {
             if let Some(decision) = &decision {
                 if !decision.allowed {
                     return Err(state.access.denial(model, token.is_some()));
@@ -525,6 +492,59 @@ async fn dispatch(
         state.access.reload(&state.store).await?;
     }
     Ok(outcome)
+}
+
+/// The decision matrix (the ACL vote, the voters, the role authorizer) for a method with
+/// `authorize` metadata; `None` when the method has none or access control is off, and
+/// the ACL decision alone decides.
+pub(crate) async fn run_voters(
+    state: &RestState,
+    input: &AccessInput<'_>,
+    decision: Option<&portcullis_authz::Decision>,
+    args: impl FnOnce() -> Map<String, Value>,
+) -> Result<Option<crate::authorize::MatrixDecision>, ApiError> {
+    let Some(meta) = state
+        .authorize_meta(input.model, input.method)
+        .filter(|m| !m.skip && state.access.enabled)
+    else {
+        return Ok(None);
+    };
+    let mut roles: Vec<String> = meta.allowed_roles.clone();
+    roles.extend(meta.denied_roles.iter().cloned());
+    let held = state
+        .access
+        .roles_held(&state.app, &state.store, input, &roles)
+        .await?;
+    let (model, method) = (input.model, input.method);
+    let ctx = VoterContext {
+        model: model.name.clone(),
+        method: method.name.clone(),
+        resource: meta
+            .resource
+            .clone()
+            .unwrap_or_else(|| format!("{}.{}", model.name, method.name)),
+        principals: crate::access::principals_of(&state.app, input.token, input.app_id),
+        user_id: input.token.and_then(|t| t.user_id_string()),
+        roles: held,
+        scopes: meta.scopes.clone(),
+        args: args(),
+        instance_id: input.model_id.map(str::to_string),
+    };
+    let outcome = run_matrix(acl_vote(decision), meta, &state.voters, ctx, state.matrix).await;
+    tracing::debug!(target: "portcullis::security", "{}.{}: {outcome}", model.name, method.name);
+    Ok(Some(outcome))
+}
+
+/// Whether `decision`, and the method's voters when it has `authorize` metadata, allow.
+pub(crate) async fn allows(
+    state: &RestState,
+    input: &AccessInput<'_>,
+    decision: Option<&portcullis_authz::Decision>,
+) -> Result<bool, ApiError> {
+    Ok(match run_voters(state, input, decision, Map::new).await? {
+        Some(outcome) => outcome.allowed,
+        None => decision.is_none_or(|d| d.allowed),
+    })
 }
 
 /// The `where` of a change stream's `options` (query `options={"where":…}`, or `options` in
@@ -1014,17 +1034,21 @@ async fn run_relation(
             for include in &mut filter.include {
                 inv.scope_filter(app.model(include.target), &mut include.scope);
             }
-            filter.where_ = Some(and_where(scope, filter.where_.take()));
+            filter.where_ = inv
+                .op_access(target, Some(and_where(scope, filter.where_.take())))
+                .await?;
             match relation.kind {
-                RelationKind::BelongsTo => {
-                    match store.find_one(target.id, &filter).await.map_err(err)? {
+                RelationKind::BelongsTo | RelationKind::HasOne => {
+                    let found = store.find_one(target.id, &filter).await.map_err(err)?;
+                    match inv
+                        .op_loaded(target, found.into_iter().collect())
+                        .await?
+                        .pop()
+                    {
                         Some(row) => Ok(Outcome::Json(inv.shape(target, row))),
-                        None => Ok(Outcome::Json(json!({}))),
-                    }
-                }
-                RelationKind::HasOne => {
-                    match store.find_one(target.id, &filter).await.map_err(err)? {
-                        Some(row) => Ok(Outcome::Json(inv.shape(target, row))),
+                        None if relation.kind == RelationKind::BelongsTo => {
+                            Ok(Outcome::Json(json!({})))
+                        }
                         None => Err(ApiError::model_not_found(format!(
                             "No \"{}\" instance(s) found",
                             target.name
@@ -1033,13 +1057,15 @@ async fn run_relation(
                 }
                 _ => {
                     let rows = store.find(target.id, &filter).await.map_err(err)?;
+                    let rows = inv.op_loaded(target, rows).await?;
                     Ok(Outcome::Json(inv.shape_all(target, rows)))
                 }
             }
         }
         RelOp::Count => {
             let where_ = and_where(scope, inv.where_arg_for(target, "where")?);
-            let count = store.count(target.id, Some(&where_)).await.map_err(err)?;
+            let where_ = inv.op_access(target, Some(where_)).await?;
+            let count = store.count(target.id, where_.as_ref()).await.map_err(err)?;
             Ok(Outcome::Json(json!({ "count": count })))
         }
         RelOp::FindById | RelOp::UpdateById | RelOp::DestroyById => {
@@ -1057,23 +1083,22 @@ async fn run_relation(
             } else {
                 Filter::default()
             };
-            filter.where_ = Some(and_where(where_, filter.where_.take()));
+            filter.where_ = inv
+                .op_access(target, Some(and_where(where_, filter.where_.take())))
+                .await?;
             let row = store
                 .find_one(target.id, &filter)
                 .await
                 .map_err(err)?
                 .ok_or_else(missing)?;
             match op {
-                RelOp::FindById => Ok(Outcome::Json(inv.shape(target, row))),
+                RelOp::FindById => {
+                    let row = inv.op_loaded(target, vec![row]).await?.pop();
+                    Ok(Outcome::Json(inv.shape(target, row.ok_or_else(missing)?)))
+                }
                 RelOp::UpdateById => {
-                    let data = inv.body_or_empty();
-                    let mut patch = prepare(target, &data, WriteMode::Patch, &inv.write_ctx)?;
-                    check_id_change(target, &mut patch, &fk)?;
-                    keep_relation_key(relation, &mut patch, &parent_key);
-                    let saved = store
-                        .update_by_id(target.id, &id, patch)
-                        .await
-                        .map_err(err)?
+                    let saved = relation_update(inv, relation, target, &id, &row, &parent_key)
+                        .await?
                         .ok_or_else(missing)?;
                     Ok(Outcome::Json(inv.shape(target, saved)))
                 }
@@ -1082,18 +1107,28 @@ async fn run_relation(
                         let link = inv.link_where(relation, through, parent, kt, &fk)?;
                         store.delete_all(through, Some(&link)).await.map_err(err)?;
                     }
-                    store.delete_by_id(target.id, &id).await.map_err(err)?;
+                    let by_id = eq(target.id_name(), &target.id_prop().ty, id.clone());
+                    relation_delete(inv, target, by_id).await?;
                     Ok(Outcome::NoContent)
                 }
             }
         }
         RelOp::Create => {
             let data = inv.body_or_empty();
-            let mut row = prepare(target, &data, WriteMode::Create, &inv.write_ctx)?;
+            let _guard = inv.user_guard(target).await;
+            let mut row = inv
+                .prepare_row(target, &data, WriteMode::Create, None)
+                .await?;
             if matches!(relation.kind, RelationKind::HasMany | RelationKind::HasOne) {
                 row.insert(relation.foreign_key.clone(), parent_key.clone());
             }
+            let row = inv
+                .op_save(target, Operation::BeforeSave, row, true)
+                .await?;
             let created = create_one(store, target, row).await?;
+            let created = inv
+                .op_save(target, Operation::AfterSave, created, true)
+                .await?;
             if let (Some(through), Some(kt)) = (relation.through, &relation.key_through) {
                 let mut link = Map::new();
                 link.insert(
@@ -1118,10 +1153,7 @@ async fn run_relation(
             Ok(Outcome::Json(inv.shape(target, created)))
         }
         RelOp::Delete | RelOp::Destroy => {
-            store
-                .delete_all(target.id, Some(&scope))
-                .await
-                .map_err(err)?;
+            relation_delete(inv, target, scope).await?;
             if let (
                 Some(through),
                 RelationKind::HasManyThrough | RelationKind::HasAndBelongsToMany,
@@ -1147,7 +1179,7 @@ async fn run_relation(
         }
         RelOp::Update => {
             let filter = Filter {
-                where_: Some(scope),
+                where_: inv.op_access(target, Some(scope)).await?,
                 ..Filter::default()
             };
             let row = store
@@ -1160,14 +1192,8 @@ async fn run_relation(
             let id_value = row.get(target.id_name()).cloned().unwrap_or(Value::Null);
             let id = id_from_json(target, &id_value)
                 .ok_or_else(|| ApiError::internal("related row without id"))?;
-            let data = inv.body_or_empty();
-            let mut patch = prepare(target, &data, WriteMode::Patch, &inv.write_ctx)?;
-            patch.remove(target.id_name());
-            keep_relation_key(relation, &mut patch, &parent_key);
-            let saved = store
-                .update_by_id(target.id, &id, patch)
-                .await
-                .map_err(err)?
+            let saved = relation_update(inv, relation, target, &id, &row, &parent_key)
+                .await?
                 .ok_or_else(|| {
                     ApiError::model_not_found(format!("No \"{}\" instance(s) found", target.name))
                 })?;
@@ -1236,6 +1262,86 @@ fn keep_relation_key(relation: &Relation, patch: &mut Record, parent_key: &Value
     if matches!(relation.kind, RelationKind::HasMany | RelationKind::HasOne) {
         patch.insert(relation.foreign_key.clone(), parent_key.clone());
     }
+}
+
+/// A patch of one related row (`updateById` and hasOne `update` through a relation), with
+/// the target's rules as for a direct update: user rules (password hashing, uniqueness,
+/// ending other sessions on a password or email change) and save hooks.
+async fn relation_update(
+    inv: &Invocation<'_>,
+    relation: &Relation,
+    target: &Model,
+    id: &Scalar,
+    before: &Record,
+    parent_key: &Value,
+) -> Result<Option<Record>, ApiError> {
+    let data = inv.body_or_empty();
+    let _guard = inv.user_guard(target).await;
+    let self_id = before.get(target.id_name()).cloned();
+    let mut patch = inv
+        .prepare_row(target, &data, WriteMode::Patch, self_id.as_ref())
+        .await?;
+    let raw_id = self_id
+        .as_ref()
+        .map(crate::token::value_to_id_string)
+        .unwrap_or_default();
+    check_id_change(target, &mut patch, &raw_id)?;
+    keep_relation_key(relation, &mut patch, parent_key);
+    let patch = inv
+        .op_save(target, Operation::BeforeSave, patch, false)
+        .await?;
+    let Some(saved) = inv
+        .state
+        .store
+        .update_by_id(target.id, id, patch)
+        .await
+        .map_err(|e| store_error(&target.name, e))?
+    else {
+        return Ok(None);
+    };
+    let saved = inv
+        .op_save(target, Operation::AfterSave, saved, false)
+        .await?;
+    if target.is_user_model() {
+        crate::users::after_user_update(inv, target, before, &saved).await?;
+    }
+    Ok(Some(saved))
+}
+
+/// Deletes the related rows `where_` selects, with delete hooks; deleted users' tokens go
+/// with them, as for a direct delete.
+async fn relation_delete(
+    inv: &Invocation<'_>,
+    target: &Model,
+    where_: Where,
+) -> Result<u64, ApiError> {
+    let store = &inv.state.store;
+    let err = |e| store_error(&target.name, e);
+    inv.op_delete(target, Operation::BeforeDelete, Some(where_.clone()))
+        .await?;
+    let users = if target.is_user_model() {
+        let ids = Filter {
+            where_: Some(where_.clone()),
+            fields: Some(vec![target.id_name().to_string()]),
+            ..Filter::default()
+        };
+        store.find(target.id, &ids).await.map_err(err)?
+    } else {
+        Vec::new()
+    };
+    let n = store
+        .delete_all(target.id, Some(&where_))
+        .await
+        .map_err(err)?;
+    // After the delete, so that no token issued in between survives its user.
+    for user in &users {
+        if let Some(uid) = user.get(target.id_name()) {
+            crate::users::invalidate_tokens(inv, uid, None).await?;
+        }
+    }
+    inv.op_delete(target, Operation::AfterDelete, Some(where_))
+        .await?;
+    Ok(n)
 }
 
 impl Invocation<'_> {

@@ -596,3 +596,106 @@ async fn bulk_updates_and_relation_deletes_stream_every_row() {
         "one event per row, no more"
     );
 }
+
+/// Stand-in embargo: post 2 may not be read by anyone.
+fn embargo(
+    ctx: portcullis_server::authorize::VoterContext,
+) -> portcullis_server::access::BoxFuture<'static, Result<portcullis_authz::Vote, String>> {
+    Box::pin(async move {
+        Ok(if ctx.instance_id.as_deref() == Some("2") {
+            portcullis_authz::Vote::Deny
+        } else {
+            portcullis_authz::Vote::Abstain
+        })
+    })
+}
+
+/// Soft-hidden rows: texts equal to "draft" never show in queries.
+fn hide_drafts(
+    mut ctx: portcullis_server::hooks::OperationContext,
+) -> portcullis_server::access::BoxFuture<
+    'static,
+    Result<portcullis_server::hooks::OperationContext, portcullis_server::ApiError>,
+> {
+    use portcullis_query::{Op, PropRef, Scalar, Where};
+    Box::pin(async move {
+        let not_draft = Where::Cond {
+            property: PropRef::Declared {
+                name: "text".into(),
+                ty: portcullis_schema::PropType::String,
+            },
+            op: Op::Neq(Scalar::Text("draft".into())),
+        };
+        ctx.where_ = Some(match ctx.where_.take() {
+            Some(w) => w.and(not_draft),
+            None => not_draft,
+        });
+        Ok(ctx)
+    })
+}
+
+#[tokio::test]
+async fn voters_and_access_hooks_judge_events_as_they_judge_requests() {
+    let s = TestServer::start_with("examples/wall", |b| {
+        b.register_voter("embargo", embargo)
+            .authorize(
+                "Post",
+                "findById",
+                portcullis_server::remote::AuthorizeMeta {
+                    voters: vec!["embargo".into()],
+                    ..Default::default()
+                },
+            )
+            .observe(
+                "Post",
+                portcullis_server::hooks::Operation::Access,
+                hide_drafts,
+            )
+    })
+    .await;
+    let mut stream = Stream::open(&s, "/api/posts/change-stream", None, None).await;
+    let token = wall_user(&s, "v@x.test").await;
+    let one = post_text(&s, &token, "one").await;
+    let two = post_text(&s, &token, "two").await;
+    let draft = post_text(&s, &token, "draft").await;
+    let four = post_text(&s, &token, "four").await;
+    // The requests' answers, which the stream must agree with.
+    for (post, want) in [
+        (&one, StatusCode::OK),
+        (&two, StatusCode::UNAUTHORIZED),
+        (&draft, StatusCode::NOT_FOUND),
+        (&four, StatusCode::OK),
+    ] {
+        let (st, _) = s.get(&format!("/api/posts/{}", post["id"])).await;
+        assert_eq!(st, want, "{post}");
+    }
+    let first = stream.next().await;
+    assert_eq!(first.data["target"], one["id"], "{first:?}");
+    let second = stream.next().await;
+    assert_eq!(
+        second.data["target"], four["id"],
+        "the embargoed post and the draft are not delivered: {second:?}"
+    );
+    // Removals are judged the same way, from the last state.
+    for post in [&two, &draft, &one] {
+        let (st, body) = s
+            .request(
+                Method::DELETE,
+                &format!("/api/posts/{}", post["id"]),
+                None,
+                Some(&token),
+            )
+            .await;
+        // The draft is hidden from the owner check's query too: whether that deletes it
+        // or not, no event may show it.
+        if post != &draft {
+            assert_eq!(st, StatusCode::OK, "{body}");
+        }
+    }
+    let removed = stream.next().await;
+    assert_eq!(
+        (removed.data["type"].clone(), removed.data["target"].clone()),
+        (json!("remove"), one["id"].clone())
+    );
+    assert!(stream.next_within(QUIET).await.is_none());
+}
