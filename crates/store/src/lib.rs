@@ -41,7 +41,7 @@ use crate::postgres::PgDb;
 /// One model instance: property name to JSON value.
 pub type Record = serde_json::Map<String, serde_json::Value>;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// A unique index refused the write (maps to HTTP 422 uniqueness).
     #[error("a `{model}` with this {} already exists", property.as_deref().unwrap_or("key"))]
@@ -93,11 +93,11 @@ impl Db {
     /// Runs `f` in one write transaction, with the events it caused (stored in the outbox
     /// on PostgreSQL): all of it is stored or none. `committed` gets the events after the
     /// commit.
-    fn write<T>(
+    fn write<T: Send + 'static>(
         &self,
         ops: &Ops<'_>,
-        f: impl FnOnce(&dyn Conn) -> Result<(T, Vec<OutboxEvent>), StoreError>,
-        committed: impl FnOnce(Vec<OutboxEvent>),
+        f: impl FnOnce(&dyn Conn) -> Result<(T, Vec<OutboxEvent>), StoreError> + Send + 'static,
+        committed: impl FnOnce(Vec<OutboxEvent>) + Send + 'static,
     ) -> Result<T, StoreError> {
         match self {
             Db::Sqlite(db) => db.write(ops, f, committed),
@@ -236,20 +236,25 @@ impl Store {
                     app: &inner.app,
                     d: db.dialect(),
                 };
-                let observer = inner.observer.get().map(|o| &**o);
-                db.write(
-                    &ops,
-                    |conn| {
-                        let mut effects = Effects::new(observer);
-                        let out = f(&ops, conn, &mut effects)?;
-                        Ok((out, effects.events))
-                    },
-                    |events| {
-                        if let Some(o) = observer {
-                            o.committed(events);
-                        }
-                    },
-                )
+                // Owned, so that SQLite's group commit may run it on another writer's thread.
+                let dialect = db.dialect();
+                let job_inner = inner.clone();
+                let job = move |conn: &dyn Conn| {
+                    let ops = Ops {
+                        app: &job_inner.app,
+                        d: dialect,
+                    };
+                    let mut effects = Effects::new(job_inner.observer.get().map(|o| &**o));
+                    let out = f(&ops, conn, &mut effects)?;
+                    Ok((out, effects.events))
+                };
+                let commit_inner = inner.clone();
+                let committed = move |events| {
+                    if let Some(o) = commit_inner.observer.get() {
+                        o.committed(events);
+                    }
+                };
+                db.write(&ops, job, committed)
             })
             .await,
         )

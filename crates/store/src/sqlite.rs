@@ -12,7 +12,7 @@ use portcullis_schema::{App, ModelId};
 use regex::{Regex, RegexBuilder};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use rusqlite::types::Value as SqlValue;
 use sea_query::Values;
@@ -32,13 +32,33 @@ const REGEX_CACHE: usize = 64;
 
 pub(crate) static DIALECT: Sqlite = Sqlite;
 
+/// Called once the write's batch is committed (or failed to commit): delivers the result.
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// Runs a write inside its batch's transaction; `None` if it failed (its error is already
+/// delivered).
+type RunWrite = Box<dyn FnOnce(&dyn Conn) -> Option<Finish> + Send>;
+
+/// A write waiting for the writer connection.
+struct Job {
+    run: RunWrite,
+    /// Delivers an error without running the write.
+    refuse: Box<dyn FnOnce(StoreError) + Send>,
+}
+
 pub(crate) struct Db {
     writer: Mutex<Connection>,
+    /// Writes waiting for the writer (group commit, see `write`).
+    queue: Mutex<Vec<Job>>,
     /// Empty for in-memory databases: they have one connection.
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
     mirror: Option<MemFile>,
     models: Vec<ModelId>,
+}
+
+fn lock_queue(m: &Mutex<Vec<Job>>) -> MutexGuard<'_, Vec<Job>> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
@@ -169,6 +189,7 @@ impl Db {
         }
         Ok(Db {
             writer: Mutex::new(writer),
+            queue: Mutex::new(Vec::new()),
             readers,
             next: AtomicUsize::new(0),
             mirror: None,
@@ -191,6 +212,7 @@ impl Db {
         };
         Ok(Db {
             writer: Mutex::new(conn),
+            queue: Mutex::new(Vec::new()),
             readers: Vec::new(),
             next: AtomicUsize::new(0),
             mirror,
@@ -233,27 +255,127 @@ impl Db {
         }
     }
 
-    /// Runs `f` in one IMMEDIATE transaction on the writer: all of it is stored or none.
-    /// `committed` gets the transaction's events after the commit, still under the writer
-    /// lock, so events are handed over in commit order.
-    pub(crate) fn write<T>(
+    /// Runs `f` on the writer, all of it stored or none, and returns once it is durable.
+    /// `committed` gets its events after the commit, still under the writer lock, so events
+    /// are handed over in commit order.
+    ///
+    /// Group commit: writes that arrive while another is being written queue up, and the
+    /// next thread to hold the writer runs every queued write in one IMMEDIATE transaction,
+    /// each inside its own savepoint, then commits once. So concurrent writes share one
+    /// `fsync` instead of waiting for one each; a write that fails rolls back to its
+    /// savepoint alone, and every write of a batch whose commit fails gets the error.
+    pub(crate) fn write<T: Send + 'static>(
         &self,
         ops: &Ops<'_>,
-        f: impl FnOnce(&dyn Conn) -> Result<(T, Vec<OutboxEvent>), StoreError>,
-        committed: impl FnOnce(Vec<OutboxEvent>),
+        f: impl FnOnce(&dyn Conn) -> Result<(T, Vec<OutboxEvent>), StoreError> + Send + 'static,
+        committed: impl FnOnce(Vec<OutboxEvent>) + Send + 'static,
     ) -> Result<T, StoreError> {
-        let mut conn = lock(&self.writer);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let (out, events) = f(&*tx)?;
-        tx.commit()?;
-        if !events.is_empty() {
-            committed(events);
+        let (reply, answer) = std::sync::mpsc::sync_channel::<Result<T, StoreError>>(1);
+        let refuse = reply.clone();
+        let job = Job {
+            run: Box::new(move |conn: &dyn Conn| match f(conn) {
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    None
+                }
+                Ok((out, events)) => Some(Box::new(move |outcome: Result<(), StoreError>| {
+                    let _ = reply.send(outcome.map(|()| {
+                        if !events.is_empty() {
+                            committed(events);
+                        }
+                        out
+                    }));
+                }) as Finish),
+            }),
+            refuse: Box::new(move |e| {
+                let _ = refuse.send(Err(e));
+            }),
+        };
+        lock_queue(&self.queue).push(job);
+        {
+            let conn = lock(&self.writer);
+            // Empty when an earlier holder of the writer already wrote this job.
+            let batch = std::mem::take(&mut *lock_queue(&self.queue));
+            if !batch.is_empty() {
+                self.write_batch(&conn, ops, batch);
+            }
         }
-        if let Some(mirror) = &self.mirror {
-            // Still under the writer lock, so the file follows commit order.
-            mirror.save(&conn, ops, &self.models)?;
+        answer.recv().unwrap_or_else(|_| {
+            Err(StoreError::Internal(
+                "the write was abandoned by a failing writer".into(),
+            ))
+        })
+    }
+
+    /// Writes `batch` in one transaction (see `write`).
+    fn write_batch(&self, conn: &Connection, ops: &Ops<'_>, batch: Vec<Job>) {
+        // A writer that panicked mid-batch left its transaction open: end it first.
+        if !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
         }
-        Ok(out)
+        let mut done: Vec<Finish> = Vec::with_capacity(batch.len());
+        let mut open = false;
+        let mut jobs = batch.into_iter();
+        while let Some(job) = jobs.next() {
+            if open && conn.is_autocommit() {
+                // Some errors (a full disk, I/O) make SQLite roll the whole transaction
+                // back: the writes before this one are gone, and are reported so.
+                let lost =
+                    StoreError::Unavailable("the database rolled the transaction back".into());
+                for finish in done.drain(..) {
+                    finish(Err(lost.clone()));
+                }
+                open = false;
+            }
+            if !open {
+                // IMMEDIATE: the write lock now, not at the first statement.
+                if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+                    let e = StoreError::from(e);
+                    (job.refuse)(e.clone());
+                    for job in jobs {
+                        (job.refuse)(e.clone());
+                    }
+                    return;
+                }
+                open = true;
+            }
+            if let Err(e) = conn.execute_batch("SAVEPOINT portcullis_write") {
+                (job.refuse)(StoreError::from(e));
+                continue;
+            }
+            match (job.run)(conn) {
+                Some(finish) => match conn.execute_batch("RELEASE portcullis_write") {
+                    Ok(()) => done.push(finish),
+                    Err(e) => finish(Err(StoreError::from(e))),
+                },
+                None => {
+                    if !conn.is_autocommit() {
+                        let _ = conn.execute_batch(
+                            "ROLLBACK TO portcullis_write; RELEASE portcullis_write",
+                        );
+                    }
+                }
+            }
+        }
+        if !open {
+            return;
+        }
+        let outcome = match conn.execute_batch("COMMIT") {
+            Ok(()) => match &self.mirror {
+                // Still under the writer lock, so the file follows commit order.
+                Some(mirror) => mirror.save(conn, ops, &self.models),
+                None => Ok(()),
+            },
+            Err(e) => {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                Err(StoreError::from(e))
+            }
+        };
+        for finish in done {
+            finish(outcome.clone());
+        }
     }
 }
 

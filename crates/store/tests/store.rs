@@ -1310,3 +1310,67 @@ async fn dynamic_properties_patterns_and_explicit_ids() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_each_get_their_own_outcome() {
+    each_backend(|b| async move {
+        let (_d, app, store) = fixture(&b).await;
+        let author = mid(&app, "Author");
+        store
+            .create(
+                author,
+                vec![rec(json!({"name": "Taken", "email": "taken@x.io"}))],
+            )
+            .await
+            .unwrap();
+        // Many writers at once (SQLite commits them in groups): every third one is refused
+        // by the unique email, as a whole array, and must leave nothing behind.
+        let mut tasks = Vec::new();
+        for i in 0..60 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let second = if i % 3 == 0 {
+                    "taken@x.io".to_string()
+                } else {
+                    format!("b{i}@x.io")
+                };
+                let rows = vec![
+                    rec(json!({"name": format!("a{i}"), "email": format!("a{i}@x.io")})),
+                    rec(json!({"name": format!("b{i}"), "email": second})),
+                ];
+                (i, store.create(author, rows).await)
+            }));
+        }
+        let mut stored = 1;
+        for t in tasks {
+            let (i, result) = t.await.unwrap();
+            if i % 3 == 0 {
+                assert!(
+                    matches!(result, Err(StoreError::UniqueViolation { .. })),
+                    "{i}: {result:?}"
+                );
+            } else {
+                let rows = result.unwrap();
+                assert_eq!(rows.len(), 2);
+                assert_eq!(rows[0]["name"], json!(format!("a{i}")));
+                stored += 2;
+            }
+        }
+        assert_eq!(store.count(author, None).await.unwrap(), stored);
+        // None of a refused array's rows was kept.
+        let firsts = Where::Cond {
+            property: portcullis_query::PropRef::Declared {
+                name: "name".into(),
+                ty: portcullis_schema::PropType::String,
+            },
+            op: Op::Inq(
+                (0..60)
+                    .step_by(3)
+                    .map(|i| Scalar::Text(format!("a{i}")))
+                    .collect(),
+            ),
+        };
+        assert_eq!(store.count(author, Some(&firsts)).await.unwrap(), 0);
+    })
+    .await;
+}
