@@ -9,9 +9,10 @@
 //!   in the app's schema (created by the store). Every write that matters to other nodes
 //!   (a token deleted or changed, a write to `ACL` / `Role` / `RoleMapping`, any change of a
 //!   streamed row) inserts its event rows *in its own transaction*, decided by the node's
-//!   write observer ([`crate::observer`]), and queues `pg_notify` on the schema's channel,
-//!   which PostgreSQL sends when, and only if, the transaction commits. A write and its
-//!   events are stored together or not at all; the request answers after the commit.
+//!   write observer ([`crate::observer`]). A write and its events are stored together or
+//!   not at all; the request answers after the commit. Right after the commit, the writer
+//!   sends `pg_notify` on the schema's channel as a wake-up (outside the transaction:
+//!   notifying transactions serialize their commits in PostgreSQL).
 //! - Each node keeps one dedicated connection that `LISTEN`s on the channel. A notification
 //!   (or, as a safety net, a one-second tick) makes it read the rows newer than the last one
 //!   it saw and apply them: drop a token key from the cache, reload the access tables, hand

@@ -268,13 +268,36 @@ impl PgDb {
     ) -> Result<T, StoreError> {
         let (out, events) = self.run(false, true, |conn| {
             let (out, events) = f(conn)?;
-            store_postgres(conn, &events, &self.channel)?;
+            store_postgres(conn, &events)?;
             Ok((out, events))
         })?;
         if !events.is_empty() {
+            self.wake_listeners();
             committed(events);
         }
         Ok(out)
+    }
+
+    /// Tells every node's outbox listener that rows were committed (see `outbox`). Best
+    /// effort: a lost wake-up delays delivery to the listeners' next tick.
+    fn wake_listeners(&self) {
+        let Ok(rt) = Handle::try_current() else {
+            return;
+        };
+        let sent = rt.block_on(async {
+            let client = self.pool.get().await.map_err(|e| e.to_string())?;
+            let stmt = client
+                .prepare_cached("SELECT pg_notify($1, '')")
+                .await
+                .map_err(|e| e.to_string())?;
+            client
+                .execute(&stmt, &[&self.channel])
+                .await
+                .map_err(|e| e.to_string())
+        });
+        if let Err(e) = sent {
+            tracing::warn!(target: "portcullis::cluster", error = %e, "outbox wake-up not sent; listeners catch up on their tick");
+        }
     }
 
     /// The channel the outbox's wake-ups are sent on.
