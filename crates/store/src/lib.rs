@@ -89,21 +89,6 @@ impl Db {
             Db::Postgres(db) => db.read(snapshot, f),
         }
     }
-
-    /// Runs `f` in one write transaction, with the events it caused (stored in the outbox
-    /// on PostgreSQL): all of it is stored or none. `committed` gets the events after the
-    /// commit.
-    fn write<T: Send + 'static>(
-        &self,
-        ops: &Ops<'_>,
-        f: impl FnOnce(&dyn Conn) -> Result<(T, Vec<OutboxEvent>), StoreError> + Send + 'static,
-        committed: impl FnOnce(Vec<OutboxEvent>) + Send + 'static,
-    ) -> Result<T, StoreError> {
-        match self {
-            Db::Sqlite(db) => db.write(ops, f, committed),
-            Db::Postgres(db) => db.write(f, committed),
-        }
-    }
 }
 
 struct Inner {
@@ -175,13 +160,12 @@ impl Store {
         joined(tokio::task::spawn_blocking(move || open_blocking(app)).await)
     }
 
-    fn db(inner: &Inner, model: ModelId) -> Result<&Db, StoreError> {
+    fn db_index(inner: &Inner, model: ModelId) -> Result<usize, StoreError> {
         inner
             .model_db
             .get(model.0)
             .copied()
             .flatten()
-            .and_then(|i| inner.dbs.get(i))
             .ok_or_else(|| {
                 let name = inner
                     .app
@@ -190,6 +174,14 @@ impl Store {
                     .map_or("?", |m| m.name.as_str());
                 StoreError::Invalid(format!("model `{name}` is not stored in any database"))
             })
+    }
+
+    fn db(inner: &Inner, model: ModelId) -> Result<&Db, StoreError> {
+        let index = Self::db_index(inner, model)?;
+        inner
+            .dbs
+            .get(index)
+            .ok_or_else(|| StoreError::Internal("model mapped to a missing database".into()))
     }
 
     async fn read<T: Send + 'static>(
@@ -228,36 +220,59 @@ impl Store {
         model: ModelId,
         f: impl FnOnce(&Ops<'_>, &dyn Conn, &mut Effects<'_>) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        joined(
-            tokio::task::spawn_blocking(move || {
-                let db = Self::db(&inner, model)?;
-                let ops = Ops {
-                    app: &inner.app,
-                    d: db.dialect(),
-                };
-                // Owned, so that SQLite's group commit may run it on another writer's thread.
-                let dialect = db.dialect();
-                let job_inner = inner.clone();
-                let job = move |conn: &dyn Conn| {
-                    let ops = Ops {
-                        app: &job_inner.app,
-                        d: dialect,
-                    };
-                    let mut effects = Effects::new(job_inner.observer.get().map(|o| &**o));
-                    let out = f(&ops, conn, &mut effects)?;
-                    Ok((out, effects.events))
-                };
-                let commit_inner = inner.clone();
-                let committed = move |events| {
-                    if let Some(o) = commit_inner.observer.get() {
-                        o.committed(events);
-                    }
-                };
-                db.write(&ops, job, committed)
-            })
-            .await,
-        )
+        let index = Self::db_index(&self.inner, model)?;
+        let db = Self::db(&self.inner, model)?;
+        // Owned, so that it can run on whichever thread writes: SQLite's drainer, or a
+        // blocking thread for PostgreSQL.
+        let dialect = db.dialect();
+        let job_inner = self.inner.clone();
+        let job = move |conn: &dyn Conn| {
+            let ops = Ops {
+                app: &job_inner.app,
+                d: dialect,
+            };
+            let mut effects = Effects::new(job_inner.observer.get().map(|o| &**o));
+            let out = f(&ops, conn, &mut effects)?;
+            Ok((out, effects.events))
+        };
+        let commit_inner = self.inner.clone();
+        let committed = move |events| {
+            if let Some(o) = commit_inner.observer.get() {
+                o.committed(events);
+            }
+        };
+        match db {
+            Db::Sqlite(sqlite) => {
+                let (answer, start) = sqlite.submit(job, committed);
+                if start {
+                    let inner = self.inner.clone();
+                    tokio::task::spawn_blocking(move || {
+                        if let Some(Db::Sqlite(sqlite)) = inner.dbs.get(index) {
+                            let ops = Ops {
+                                app: &inner.app,
+                                d: dialect,
+                            };
+                            sqlite.drain(&ops);
+                        }
+                    });
+                }
+                answer.await.unwrap_or_else(|_| {
+                    Err(StoreError::Internal(
+                        "the write was abandoned by a failing writer".into(),
+                    ))
+                })
+            }
+            Db::Postgres(_) => {
+                let inner = self.inner.clone();
+                joined(
+                    tokio::task::spawn_blocking(move || match inner.dbs.get(index) {
+                        Some(Db::Postgres(pg)) => pg.write(job, committed),
+                        _ => Err(StoreError::Internal("database changed kind".into())),
+                    })
+                    .await,
+                )
+            }
+        }
     }
 
     /// Sets the observer that decides the events of every later write (once per store;

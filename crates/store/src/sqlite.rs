@@ -16,6 +16,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 
 use rusqlite::types::Value as SqlValue;
 use sea_query::Values;
+use tokio::sync::oneshot;
 
 use crate::codec::to_sql;
 use crate::dialect::{Dialect, Sqlite};
@@ -46,10 +47,17 @@ struct Job {
     refuse: Box<dyn FnOnce(StoreError) + Send>,
 }
 
+/// Writes waiting for the writer, and whether a thread is draining them.
+#[derive(Default)]
+struct Queue {
+    jobs: Vec<Job>,
+    draining: bool,
+}
+
 pub(crate) struct Db {
     writer: Mutex<Connection>,
-    /// Writes waiting for the writer (group commit, see `write`).
-    queue: Mutex<Vec<Job>>,
+    /// Writes waiting for the writer (group commit, see `submit`).
+    queue: Mutex<Queue>,
     /// Empty for in-memory databases: they have one connection.
     readers: Vec<Mutex<Connection>>,
     next: AtomicUsize,
@@ -57,7 +65,7 @@ pub(crate) struct Db {
     models: Vec<ModelId>,
 }
 
-fn lock_queue(m: &Mutex<Vec<Job>>) -> MutexGuard<'_, Vec<Job>> {
+fn lock_queue(m: &Mutex<Queue>) -> MutexGuard<'_, Queue> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -189,7 +197,7 @@ impl Db {
         }
         Ok(Db {
             writer: Mutex::new(writer),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             readers,
             next: AtomicUsize::new(0),
             mirror: None,
@@ -212,7 +220,7 @@ impl Db {
         };
         Ok(Db {
             writer: Mutex::new(conn),
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             readers: Vec::new(),
             next: AtomicUsize::new(0),
             mirror,
@@ -255,59 +263,84 @@ impl Db {
         }
     }
 
-    /// Runs `f` on the writer, all of it stored or none, and returns once it is durable.
-    /// `committed` gets its events after the commit, still under the writer lock, so events
-    /// are handed over in commit order.
+    /// Queues `f` for the writer. The receiver answers once `f` is durable, or with its
+    /// error; `committed` gets its events after the commit, under the writer lock, so
+    /// events are handed over in commit order. When this returns `true`, nobody is writing
+    /// the queue: the caller must run [`Db::drain`] on a blocking thread.
     ///
-    /// Group commit: writes that arrive while another is being written queue up, and the
-    /// next thread to hold the writer runs every queued write in one IMMEDIATE transaction,
-    /// each inside its own savepoint, then commits once. So concurrent writes share one
-    /// `fsync` instead of waiting for one each; a write that fails rolls back to its
-    /// savepoint alone, and every write of a batch whose commit fails gets the error.
-    pub(crate) fn write<T: Send + 'static>(
+    /// Group commit: the drainer runs every queued write in one IMMEDIATE transaction, each
+    /// inside its own savepoint, then commits once, and repeats while writes keep coming.
+    /// So concurrent writes share one `fsync` instead of waiting for one each, and they
+    /// wait on a channel, not on a thread of their own. A write that fails rolls back to
+    /// its savepoint alone; every write of a transaction that is lost or fails to commit
+    /// gets the error.
+    pub(crate) fn submit<T: Send + 'static>(
         &self,
-        ops: &Ops<'_>,
         f: impl FnOnce(&dyn Conn) -> Result<(T, Vec<OutboxEvent>), StoreError> + Send + 'static,
         committed: impl FnOnce(Vec<OutboxEvent>) + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let (reply, answer) = std::sync::mpsc::sync_channel::<Result<T, StoreError>>(1);
-        let refuse = reply.clone();
+    ) -> (oneshot::Receiver<Result<T, StoreError>>, bool) {
+        let (reply, answer) = oneshot::channel::<Result<T, StoreError>>();
+        // The reply goes either to `run`'s failure, to `Finish`, or to `refuse`: one slot.
+        let reply = Arc::new(Mutex::new(Some(reply)));
+        let send = |slot: &Mutex<Option<oneshot::Sender<Result<T, StoreError>>>>,
+                    result: Result<T, StoreError>| {
+            if let Some(tx) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                let _ = tx.send(result);
+            }
+        };
+        let run_reply = reply.clone();
         let job = Job {
             run: Box::new(move |conn: &dyn Conn| match f(conn) {
                 Err(e) => {
-                    let _ = reply.send(Err(e));
+                    send(&run_reply, Err(e));
                     None
                 }
                 Ok((out, events)) => Some(Box::new(move |outcome: Result<(), StoreError>| {
-                    let _ = reply.send(outcome.map(|()| {
-                        if !events.is_empty() {
-                            committed(events);
-                        }
-                        out
-                    }));
+                    send(
+                        &run_reply,
+                        outcome.map(|()| {
+                            if !events.is_empty() {
+                                committed(events);
+                            }
+                            out
+                        }),
+                    );
                 }) as Finish),
             }),
-            refuse: Box::new(move |e| {
-                let _ = refuse.send(Err(e));
-            }),
+            refuse: Box::new(move |e| send(&reply, Err(e))),
         };
-        lock_queue(&self.queue).push(job);
-        {
-            let conn = lock(&self.writer);
-            // Empty when an earlier holder of the writer already wrote this job.
-            let batch = std::mem::take(&mut *lock_queue(&self.queue));
-            if !batch.is_empty() {
-                self.write_batch(&conn, ops, batch);
-            }
-        }
-        answer.recv().unwrap_or_else(|_| {
-            Err(StoreError::Internal(
-                "the write was abandoned by a failing writer".into(),
-            ))
-        })
+        let mut queue = lock_queue(&self.queue);
+        queue.jobs.push(job);
+        let start = !queue.draining;
+        queue.draining = true;
+        (answer, start)
     }
 
-    /// Writes `batch` in one transaction (see `write`).
+    /// Writes queued batches until the queue is empty (see `submit`). Blocks: run it on a
+    /// blocking thread.
+    pub(crate) fn drain(&self, ops: &Ops<'_>) {
+        loop {
+            let conn = lock(&self.writer);
+            let batch = {
+                let mut queue = lock_queue(&self.queue);
+                if queue.jobs.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                std::mem::take(&mut queue.jobs)
+            };
+            // A panicking write must not stop the writer: its batch's writes see their
+            // replies dropped (an error), and the queue goes on.
+            let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.write_batch(&conn, ops, batch)
+            }));
+            if written.is_err() {
+                tracing::error!(target: "portcullis::store", "a write panicked; its batch failed");
+            }
+        }
+    }
+
+    /// Writes `batch` in one transaction (see `submit`).
     fn write_batch(&self, conn: &Connection, ops: &Ops<'_>, batch: Vec<Job>) {
         // A writer that panicked mid-batch left its transaction open: end it first.
         if !conn.is_autocommit() {
