@@ -248,7 +248,16 @@ impl<'a> Builder<'a> {
                                 };
                                 params.push(json!({"name": arg.name, "in": location, "required": arg.required, "schema": schema}));
                             }
-                            crate::remote::ArgSource::Path | crate::remote::ArgSource::Req => {}
+                            crate::remote::ArgSource::Req => {}
+                            // Filled from the path: listed as a path parameter, typed here.
+                            _ if route.segments.contains(&Segment::Param(arg.name.clone())) => {
+                                for p in params.iter_mut() {
+                                    if p["in"] == "path" && p["name"] == arg.name.as_str() {
+                                        p["schema"] = schema.clone();
+                                    }
+                                }
+                            }
+                            crate::remote::ArgSource::Path => {}
                             _ => {
                                 if arg.required {
                                     required.push(json!(arg.name));

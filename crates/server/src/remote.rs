@@ -358,12 +358,14 @@ fn parse_http(
         };
         let mut segments = Vec::new();
         if !is_static {
-            segments.push(Segment::Param("id"));
+            segments.push(Segment::Param("id".into()));
         }
         for s in path.split('/').filter(|s| !s.is_empty()) {
             segments.push(match s.strip_prefix(':') {
-                Some("id") => Segment::Param("id"),
-                Some(_) => Segment::Param("param"),
+                Some(name) if segments.contains(&Segment::Param(name.to_string())) => {
+                    return Err(format!("path `{path}` names `:{name}` twice"));
+                }
+                Some(name) => Segment::Param(name.to_string()),
                 None => Segment::Literal(s.to_string()),
             });
         }

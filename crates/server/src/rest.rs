@@ -345,7 +345,11 @@ async fn dispatch(
     };
     let args = match custom {
         Some(spec) => {
-            let mut params = HashMap::new();
+            let mut params: HashMap<&str, String> = matched
+                .params
+                .iter()
+                .map(|(name, value)| (*name, value.clone()))
+                .collect();
             if let Some(id) = &matched.id {
                 params.insert("id", id.clone());
             }

@@ -152,7 +152,9 @@ pub struct Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Segment {
     Literal(String),
-    Param(&'static str),
+    /// `:name`. `id` is the instance id, `fk` a related row's id; custom methods may name
+    /// others, which become arguments with `http.source: "path"` (or no source).
+    Param(String),
 }
 
 fn route(verb: Verb, path: &str) -> Route {
@@ -160,9 +162,7 @@ fn route(verb: Verb, path: &str) -> Route {
         .split('/')
         .filter(|s| !s.is_empty())
         .map(|s| match s.strip_prefix(':') {
-            Some("id") => Segment::Param("id"),
-            Some("fk") => Segment::Param("fk"),
-            Some(_) => Segment::Param("param"),
+            Some(name) => Segment::Param(name.to_string()),
             None => Segment::Literal(s.to_string()),
         })
         .collect();
@@ -405,6 +405,8 @@ pub struct Matched<'a> {
     pub method: &'a RemoteMethod,
     pub id: Option<String>,
     pub fk: Option<String>,
+    /// The other named parameters of a custom method's path, in path order.
+    pub params: Vec<(&'a str, String)>,
 }
 
 /// Picks the route for `verb` and `segments` (already percent-decoded, below the model's
@@ -447,11 +449,13 @@ pub fn match_route<'a>(
         method,
         id: None,
         fk: None,
+        params: Vec::new(),
     };
     for (seg, actual) in route.segments.iter().zip(segments) {
         match seg {
-            Segment::Param("id") => matched.id = Some(actual.clone()),
-            Segment::Param(_) => matched.fk = Some(actual.clone()),
+            Segment::Param(name) if name == "id" => matched.id = Some(actual.clone()),
+            Segment::Param(name) if name == "fk" => matched.fk = Some(actual.clone()),
+            Segment::Param(name) => matched.params.push((name.as_str(), actual.clone())),
             Segment::Literal(_) => {}
         }
     }

@@ -639,3 +639,77 @@ async fn books_are_readable_case_insensitively_like_express() {
     let s = seeded().await;
     assert_eq!(s.get("/api/books/count").await.1, json!({"count": 5}));
 }
+
+/// Echoes a custom method's arguments and instance id.
+fn echo(
+    call: portcullis_server::remote::RemoteCall,
+) -> portcullis_server::access::BoxFuture<'static, Result<Value, portcullis_server::ApiError>> {
+    Box::pin(async move {
+        let mut out = call.args.clone();
+        out.insert("instance".into(), json!(call.instance_id));
+        Ok(Value::Object(out))
+    })
+}
+
+#[tokio::test]
+async fn custom_methods_take_named_path_parameters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(
+        &common::workspace_root().join("crates/server/tests/fixtures/library"),
+        dir.path(),
+    );
+    let file = dir.path().join("common/models/book.json");
+    let mut book: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    book["methods"] = json!({
+        "prototype.chapter": {
+            "accepts": [
+                {"arg": "n", "type": "number", "required": true, "http": {"source": "path"}},
+                {"arg": "style", "type": "string"}
+            ],
+            "returns": {"arg": "chapter", "type": "object", "root": true},
+            "http": {"verb": "get", "path": "/chapters/:n"}
+        },
+        "compare": {
+            "accepts": [{"arg": "a", "type": "number"}, {"arg": "b", "type": "number"}],
+            "returns": {"arg": "result", "type": "object", "root": true},
+            "http": {"verb": "get", "path": "/compare/:a/with/:b"}
+        }
+    });
+    std::fs::write(&file, book.to_string()).expect("write");
+    let s = TestServer::start_in_with(dir, |b| {
+        b.remote_method("Book", "chapter", echo)
+            .remote_method("Book", "compare", echo)
+    })
+    .await;
+    let (st, created) = s.post("/api/Books", &json!({"title": "Dune"})).await;
+    assert_eq!(st, StatusCode::OK, "{created}");
+
+    let (st, body) = s.get("/api/Books/1/chapters/3?style=plain").await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"n": 3, "style": "plain", "instance": "1"}));
+    let (st, body) = s.get("/api/Books/compare/2/with/5").await;
+    assert_eq!(
+        (st, body),
+        (StatusCode::OK, json!({"a": 2, "b": 5, "instance": null}))
+    );
+    // Path values are coerced like any argument.
+    let (st, body) = s.get("/api/Books/1/chapters/three").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
+    assert_error(&body, 400);
+
+    // The document lists them as path parameters, not as body fields.
+    let (_, doc) = s.get("/explorer/openapi.json").await;
+    let op = &doc["paths"]["/Books/compare/{a}/with/{b}"]["get"];
+    let names: Vec<&str> = op["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .filter(|p| p["in"] == "path")
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"], "{op}");
+    assert_eq!(op["parameters"][0]["schema"], json!({"type": "number"}));
+    assert!(op.get("requestBody").is_none(), "{op}");
+    assert!(doc["paths"]["/Books/{id}/chapters/{n}"]["get"].is_object());
+}

@@ -108,7 +108,7 @@ fn addresses_instance(method: &RemoteMethod) -> bool {
     method
         .routes
         .iter()
-        .any(|r| r.segments.contains(&Segment::Param("id")))
+        .any(|r| r.segments.contains(&Segment::Param("id".into())))
 }
 
 /// `DELETE /api/posts/:id, …` for a method of a model.
