@@ -210,6 +210,17 @@ impl PgDb {
         snapshot: bool,
         f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        self.run_then(read_only, snapshot, f, |_, _, _| {})
+    }
+
+    /// `run`, then `after_commit` on the same connection once the transaction committed.
+    fn run_then<T>(
+        &self,
+        read_only: bool,
+        snapshot: bool,
+        f: impl FnOnce(&dyn Conn) -> Result<T, StoreError>,
+        after_commit: impl FnOnce(&T, &deadpool_postgres::Client, &Handle),
+    ) -> Result<T, StoreError> {
         let rt = Handle::try_current()
             .map_err(|e| StoreError::Internal(format!("no async runtime for postgresql: {e}")))?;
         let mut client = rt.block_on(self.pool.get()).map_err(pool_error)?;
@@ -241,6 +252,7 @@ impl PgDb {
             db: self,
         })?;
         rt.block_on(tx.commit()).map_err(|e| self.error(e))?;
+        after_commit(&out, &client, &rt);
         Ok(out)
     }
 
@@ -266,26 +278,31 @@ impl PgDb {
         f: impl FnOnce(&dyn Conn) -> Result<(T, Vec<OutboxEvent>), StoreError>,
         committed: impl FnOnce(Vec<OutboxEvent>),
     ) -> Result<T, StoreError> {
-        let (out, events) = self.run(false, true, |conn| {
-            let (out, events) = f(conn)?;
-            store_postgres(conn, &events)?;
-            Ok((out, events))
-        })?;
+        let (out, events) = self.run_then(
+            false,
+            true,
+            |conn| {
+                let (out, events) = f(conn)?;
+                store_postgres(conn, &events)?;
+                Ok((out, events))
+            },
+            |(_, events), client, rt| {
+                if !events.is_empty() {
+                    self.wake_listeners(client, rt);
+                }
+            },
+        )?;
         if !events.is_empty() {
-            self.wake_listeners();
             committed(events);
         }
         Ok(out)
     }
 
-    /// Tells every node's outbox listener that rows were committed (see `outbox`). Best
-    /// effort: a lost wake-up delays delivery to the listeners' next tick.
-    fn wake_listeners(&self) {
-        let Ok(rt) = Handle::try_current() else {
-            return;
-        };
+    /// Tells every node's outbox listener that rows were committed (see `outbox`), on the
+    /// connection that committed them. Best effort: a lost wake-up delays delivery to the
+    /// listeners' next tick.
+    fn wake_listeners(&self, client: &deadpool_postgres::Client, rt: &Handle) {
         let sent = rt.block_on(async {
-            let client = self.pool.get().await.map_err(|e| e.to_string())?;
             let stmt = client
                 .prepare_cached("SELECT pg_notify($1, '')")
                 .await
