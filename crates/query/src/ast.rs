@@ -72,6 +72,17 @@ pub enum Where {
 }
 
 impl Where {
+    /// `name op` on the declared property `name` of type `ty`.
+    pub fn declared(name: &str, ty: PropType, op: Op) -> Where {
+        Where::Cond {
+            property: PropRef::Declared {
+                name: name.to_string(),
+                ty,
+            },
+            op,
+        }
+    }
+
     /// `self AND other`, flattening nested conjunctions.
     pub fn and(self, other: Where) -> Where {
         match (self, other) {

@@ -291,13 +291,8 @@ impl AccessControl {
         if !self.enabled {
             return Ok(None);
         }
-        if !scopes_allow(input.model, &input.method.name, input.token) {
-            tracing::debug!(target: "portcullis::security", model = %input.model.name, method = %input.method.name, "denied by scope");
-            return Ok(Some(Decision::denied_by_scope(
-                &input.model.name,
-                &input.method.name,
-                input.method.access_type,
-            )));
+        if let Some(denied) = scope_denial(input) {
+            return Ok(Some(denied));
         }
         let facts = self.facts(app, input);
         let (principals, roles, user_id) = (&facts.principals, &facts.roles, &facts.user_id);
@@ -345,12 +340,8 @@ impl AccessControl {
         if !self.enabled {
             return Ok(RemovedCheck::Decided(None));
         }
-        if !scopes_allow(input.model, &input.method.name, input.token) {
-            return Ok(RemovedCheck::Decided(Some(Decision::denied_by_scope(
-                &input.model.name,
-                &input.method.name,
-                input.method.access_type,
-            ))));
+        if let Some(denied) = scope_denial(input) {
+            return Ok(RemovedCheck::Decided(Some(denied)));
         }
         let facts = self.facts(app, input);
         let (principals, roles, user_id) = (&facts.principals, &facts.roles, &facts.user_id);
@@ -489,6 +480,19 @@ impl AccessControl {
         }
         Ok(roles.holds(role, principals))
     }
+}
+
+/// The decision when the token's scopes do not cover the method at all (no rule is asked).
+fn scope_denial(input: &AccessInput<'_>) -> Option<Decision> {
+    if scopes_allow(input.model, &input.method.name, input.token) {
+        return None;
+    }
+    tracing::debug!(target: "portcullis::security", model = %input.model.name, method = %input.method.name, "denied by scope");
+    Some(Decision::denied_by_scope(
+        &input.model.name,
+        &input.method.name,
+        input.method.access_type,
+    ))
 }
 
 /// LoopBack's authorization scopes: a token (default scope `DEFAULT`) may call a method

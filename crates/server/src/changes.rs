@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use portcullis_query::{Op, PropRef, Scalar, Where};
-use portcullis_schema::{ModelId, PropType};
+use portcullis_query::{Op, Scalar, Where};
+use portcullis_schema::ModelId;
 use portcullis_store::{OutboxEvent, Record};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -514,7 +514,7 @@ impl Reader {
             return Ok(Verdict::Skip);
         }
         let mut narrowed = false;
-        let mut w = cond(model.id_name(), model.id_prop().ty.clone(), Op::Eq(id));
+        let mut w = Where::declared(model.id_name(), model.id_prop().ty.clone(), Op::Eq(id));
         if let Some(scope) = scope {
             // The event's own state must be in the subscriber's groups, not only the row's
             // current one.
@@ -532,7 +532,9 @@ impl Reader {
             else {
                 return Ok(Verdict::Skip);
             };
-            w = w.and(scope).and(cond(&column, ty, Op::Eq(value)));
+            w = w
+                .and(scope)
+                .and(Where::declared(&column, ty, Op::Eq(value)));
             narrowed = true;
         }
         if let Some(extra) = &self.sub.where_ {
@@ -576,16 +578,6 @@ impl Reader {
             user_id: self.sub.token.as_ref().and_then(|t| t.user_id.clone()),
         };
         Ok(state.hooks.run_operation(ctx).await?.where_)
-    }
-}
-
-fn cond(name: &str, ty: PropType, op: Op) -> Where {
-    Where::Cond {
-        property: PropRef::Declared {
-            name: name.to_string(),
-            ty,
-        },
-        op,
     }
 }
 
@@ -733,6 +725,7 @@ fn like(text: &str, pattern: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use portcullis_query::PropRef;
 
     #[test]
     fn like_patterns() {

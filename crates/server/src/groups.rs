@@ -151,9 +151,9 @@ impl GroupConfig {
             .unwrap_or(PropType::String);
         let uid = portcullis_query::coerce_scalar(&Value::String(user_id.to_string()), &uid_ty)
             .unwrap_or(Scalar::Text(user_id.to_string()));
-        let mut w = cond("userId", uid_ty, Op::Eq(uid));
+        let mut w = Where::declared("userId", uid_ty, Op::Eq(uid));
         if let Some(r) = role {
-            w = w.and(cond(
+            w = w.and(Where::declared(
                 "role",
                 PropType::String,
                 Op::Eq(Scalar::Text(r.to_string())),
@@ -212,7 +212,7 @@ impl GroupConfig {
                 .unwrap_or(PropType::String);
             let g = portcullis_query::coerce_scalar(&Value::String(value_to_id_string(g)), &ty)
                 .map_err(|e| e.message)?;
-            w = w.and(cond(&self.foreign_key, ty, Op::Eq(g)));
+            w = w.and(Where::declared(&self.foreign_key, ty, Op::Eq(g)));
         }
         store
             .count(self.access_model, Some(&w))
@@ -351,16 +351,6 @@ fn truthy(v: &Value) -> bool {
         Value::String(s) => !s.is_empty(),
         Value::Number(n) => n.as_f64() != Some(0.0),
         _ => true,
-    }
-}
-
-fn cond(name: &str, ty: PropType, op: Op) -> Where {
-    Where::Cond {
-        property: PropRef::Declared {
-            name: name.to_string(),
-            ty,
-        },
-        op,
     }
 }
 

@@ -609,7 +609,8 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                         .hooks
                         .has_operation(&model.name, Operation::Access) =>
                 {
-                    let by_id = eq(model.id_name(), &model.id_prop().ty, id);
+                    let by_id =
+                        Where::declared(model.id_name(), model.id_prop().ty.clone(), Op::Eq(id));
                     let w = and_where(by_id, filter.where_.take());
                     filter.where_ = inv.op_access(model, Some(w)).await?;
                     store.find_one(model.id, &filter).await.map_err(err)?
@@ -779,7 +780,11 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
                         let uid = crate::instance::scalar_json(&id);
                         crate::users::invalidate_tokens(inv, &uid, None).await?;
                     }
-                    let by_id = Some(eq(model.id_name(), &model.id_prop().ty, id.clone()));
+                    let by_id = Some(Where::declared(
+                        model.id_name(),
+                        model.id_prop().ty.clone(),
+                        Op::Eq(id.clone()),
+                    ));
                     inv.op_delete(model, Operation::BeforeDelete, by_id.clone())
                         .await?;
                     let n = store.delete_by_id(model.id, &id).await.map_err(err)?;
@@ -832,27 +837,9 @@ async fn run(inv: &Invocation<'_>, action: Action) -> Result<Outcome, ApiError> 
         }
         Action::PatchAttributes => {
             let (id, before) = inv.load_instance(model).await?;
-            let data = inv.body_or_empty();
-            let _guard = inv.user_guard(model).await;
-            let self_id = before.get(model.id_name()).cloned();
-            let mut row = inv
-                .prepare_row(model, &data, WriteMode::Patch, self_id.as_ref())
-                .await?;
-            check_id_change(model, &mut row, &inv.raw_id())?;
-            let row = inv
-                .op_save(model, Operation::BeforeSave, row, false)
-                .await?;
-            let saved = store
-                .update_by_id(model.id, &id, row)
-                .await
-                .map_err(err)?
+            let saved = patch_one(inv, model, &id, &before, &inv.raw_id(), None)
+                .await?
                 .ok_or_else(|| inv.instance_missing())?;
-            let saved = inv
-                .op_save(model, Operation::AfterSave, saved, false)
-                .await?;
-            if model.is_user_model() {
-                crate::users::after_user_update(inv, model, &before, &saved).await?;
-            }
             Ok(Outcome::Json(inv.shape(model, saved)))
         }
         // Answered in `dispatch`, right after authorization.
@@ -937,16 +924,6 @@ fn id_from_json(model: &Model, value: &Value) -> Option<Scalar> {
     portcullis_query::coerce_id(model, &raw)
 }
 
-fn eq(property: &str, ty: &portcullis_schema::PropType, value: Scalar) -> Where {
-    Where::Cond {
-        property: PropRef::Declared {
-            name: property.to_string(),
-            ty: ty.clone(),
-        },
-        op: Op::Eq(value),
-    }
-}
-
 /// The condition selecting the rows of `target` that belong to `parent` through `relation`.
 fn relation_scope(app: &App, relation: &Relation, parent: &Record, parent_model: &Model) -> Where {
     let target = app.model(relation.target);
@@ -957,7 +934,11 @@ fn relation_scope(app: &App, relation: &Relation, parent: &Record, parent_model:
                 .cloned()
                 .unwrap_or(Value::Null);
             match id_from_json(target, &value) {
-                Some(v) => eq(&relation.primary_key, &target.id_prop().ty, v),
+                Some(v) => Where::declared(
+                    &relation.primary_key,
+                    target.id_prop().ty.clone(),
+                    Op::Eq(v),
+                ),
                 None => Where::Never,
             }
         }
@@ -971,7 +952,9 @@ fn relation_scope(app: &App, relation: &Relation, parent: &Record, parent_model:
                 .map(|p| p.ty.clone())
                 .unwrap_or(portcullis_schema::PropType::Any);
             match portcullis_query::coerce_scalar(&value, &ty) {
-                Ok(v) if v != Scalar::Null => eq(&relation.foreign_key, &ty, v),
+                Ok(v) if v != Scalar::Null => {
+                    Where::declared(&relation.foreign_key, ty.clone(), Op::Eq(v))
+                }
                 _ => Where::Never,
             }
         }
@@ -1000,7 +983,11 @@ fn relation_scope(app: &App, relation: &Relation, parent: &Record, parent_model:
                 },
                 model: through,
                 select: key_through.clone(),
-                filter: Box::new(eq(&relation.foreign_key, &ty, v)),
+                filter: Box::new(Where::declared(
+                    &relation.foreign_key,
+                    ty.clone(),
+                    Op::Eq(v),
+                )),
             }
         }
     }
@@ -1081,7 +1068,11 @@ async fn run_relation(
                 ))
             };
             let id = portcullis_query::coerce_id(target, &fk).ok_or_else(missing)?;
-            let where_ = scope.and(eq(target.id_name(), &target.id_prop().ty, id.clone()));
+            let where_ = scope.and(Where::declared(
+                target.id_name(),
+                target.id_prop().ty.clone(),
+                Op::Eq(id.clone()),
+            ));
             let mut filter = if op == RelOp::FindById {
                 inv.filter_for(target)?
             } else {
@@ -1111,7 +1102,11 @@ async fn run_relation(
                         let link = inv.link_where(relation, through, parent, kt, &fk)?;
                         store.delete_all(through, Some(&link)).await.map_err(err)?;
                     }
-                    let by_id = eq(target.id_name(), &target.id_prop().ty, id.clone());
+                    let by_id = Where::declared(
+                        target.id_name(),
+                        target.id_prop().ty.clone(),
+                        Op::Eq(id.clone()),
+                    );
                     relation_delete(inv, target, by_id).await?;
                     Ok(Outcome::NoContent)
                 }
@@ -1174,7 +1169,14 @@ async fn run_relation(
                     .unwrap_or(portcullis_schema::PropType::Any);
                 if let Ok(v) = portcullis_query::coerce_scalar(&value, &ty) {
                     store
-                        .delete_all(through, Some(&eq(&relation.foreign_key, &ty, v)))
+                        .delete_all(
+                            through,
+                            Some(&Where::declared(
+                                &relation.foreign_key,
+                                ty.clone(),
+                                Op::Eq(v),
+                            )),
+                        )
                         .await
                         .map_err(err)?;
                 }
@@ -1269,8 +1271,7 @@ fn keep_relation_key(relation: &Relation, patch: &mut Record, parent_key: &Value
 }
 
 /// A patch of one related row (`updateById` and hasOne `update` through a relation), with
-/// the target's rules as for a direct update: user rules (password hashing, uniqueness,
-/// ending other sessions on a password or email change) and save hooks.
+/// the target's rules as for a direct update (see `patch_one`).
 async fn relation_update(
     inv: &Invocation<'_>,
     relation: &Relation,
@@ -1279,35 +1280,60 @@ async fn relation_update(
     before: &Record,
     parent_key: &Value,
 ) -> Result<Option<Record>, ApiError> {
-    let data = inv.body_or_empty();
-    let _guard = inv.user_guard(target).await;
-    let self_id = before.get(target.id_name()).cloned();
-    let mut patch = inv
-        .prepare_row(target, &data, WriteMode::Patch, self_id.as_ref())
-        .await?;
-    let raw_id = self_id
-        .as_ref()
+    let raw_id = before
+        .get(target.id_name())
         .map(crate::token::value_to_id_string)
         .unwrap_or_default();
-    check_id_change(target, &mut patch, &raw_id)?;
-    keep_relation_key(relation, &mut patch, parent_key);
+    patch_one(
+        inv,
+        target,
+        id,
+        before,
+        &raw_id,
+        Some((relation, parent_key)),
+    )
+    .await
+}
+
+/// Patches row `id` of `model` (now `before`) with the request body and the model's rules:
+/// user rules (password hashing, uniqueness, ending other sessions on a password or email
+/// change), the id-change check against `raw_id`, and save hooks. `keep` holds a relation's
+/// key in place. `None` when the row is gone.
+async fn patch_one(
+    inv: &Invocation<'_>,
+    model: &Model,
+    id: &Scalar,
+    before: &Record,
+    raw_id: &str,
+    keep: Option<(&Relation, &Value)>,
+) -> Result<Option<Record>, ApiError> {
+    let data = inv.body_or_empty();
+    let _guard = inv.user_guard(model).await;
+    let self_id = before.get(model.id_name()).cloned();
+    let mut patch = inv
+        .prepare_row(model, &data, WriteMode::Patch, self_id.as_ref())
+        .await?;
+    check_id_change(model, &mut patch, raw_id)?;
+    if let Some((relation, parent_key)) = keep {
+        keep_relation_key(relation, &mut patch, parent_key);
+    }
     let patch = inv
-        .op_save(target, Operation::BeforeSave, patch, false)
+        .op_save(model, Operation::BeforeSave, patch, false)
         .await?;
     let Some(saved) = inv
         .state
         .store
-        .update_by_id(target.id, id, patch)
+        .update_by_id(model.id, id, patch)
         .await
-        .map_err(|e| store_error(&target.name, e))?
+        .map_err(|e| store_error(&model.name, e))?
     else {
         return Ok(None);
     };
     let saved = inv
-        .op_save(target, Operation::AfterSave, saved, false)
+        .op_save(model, Operation::AfterSave, saved, false)
         .await?;
-    if target.is_user_model() {
-        crate::users::after_user_update(inv, target, before, &saved).await?;
+    if model.is_user_model() {
+        crate::users::after_user_update(inv, model, before, &saved).await?;
     }
     Ok(Some(saved))
 }
@@ -1683,7 +1709,11 @@ impl Invocation<'_> {
                 target.name
             ))
         })?;
-        Ok(eq(&relation.foreign_key, &fk_ty, parent_v).and(eq(key_through, &kt_ty, target_v)))
+        Ok(
+            Where::declared(&relation.foreign_key, fk_ty.clone(), Op::Eq(parent_v)).and(
+                Where::declared(key_through, kt_ty.clone(), Op::Eq(target_v)),
+            ),
+        )
     }
 
     pub(crate) fn shape(&self, model: &Model, mut row: Record) -> Value {

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use portcullis_query::{Op, PropRef, Scalar, Where};
+use portcullis_query::{Op, Scalar, Where};
 use portcullis_schema::{Model, PropType};
 use portcullis_store::Record;
 use serde_json::{json, Map, Value};
@@ -25,16 +25,6 @@ pub const RESET_SCOPE: &str = "reset-password";
 const DEFAULT_TTL: i64 = 1_209_600;
 const DEFAULT_MAX_TTL: i64 = 31_556_926;
 const DEFAULT_RESET_TTL: i64 = 900;
-
-fn eq(name: &str, ty: PropType, value: Scalar) -> Where {
-    Where::Cond {
-        property: PropRef::Declared {
-            name: name.to_string(),
-            ty,
-        },
-        op: Op::Eq(value),
-    }
-}
 
 fn text(v: &str) -> Scalar {
     Scalar::Text(v.to_string())
@@ -169,20 +159,18 @@ async fn check_unique(
         if value.is_empty() {
             continue;
         }
-        let mut w = eq(prop, PropType::String, text(value));
+        let mut w = Where::declared(prop, PropType::String, Op::Eq(text(value)));
         let realm = match row.get("realm") {
             Some(Value::String(r)) => Scalar::Text(r.clone()),
             _ => Scalar::Null,
         };
-        w = w.and(eq("realm", PropType::String, realm));
+        w = w.and(Where::declared("realm", PropType::String, Op::Eq(realm)));
         if let Some(id) = self_id.and_then(|v| id_scalar(model, v)) {
-            w = w.and(Where::Cond {
-                property: PropRef::Declared {
-                    name: model.id_name().to_string(),
-                    ty: model.id_prop().ty.clone(),
-                },
-                op: Op::Neq(id),
-            });
+            w = w.and(Where::declared(
+                model.id_name(),
+                model.id_prop().ty.clone(),
+                Op::Neq(id),
+            ));
         }
         let n = store
             .count(model.id, Some(&w))
@@ -253,15 +241,9 @@ pub async fn invalidate_tokens(
         .map(|p| p.ty.clone())
         .unwrap_or(PropType::Any);
     let uid = portcullis_query::coerce_scalar(user_id, &uid_ty)?;
-    let mut w = eq("userId", uid_ty, uid);
+    let mut w = Where::declared("userId", uid_ty, Op::Eq(uid));
     if let Some(k) = keep {
-        w = w.and(Where::Cond {
-            property: PropRef::Declared {
-                name: "id".into(),
-                ty: PropType::String,
-            },
-            op: Op::Neq(text(k)),
-        });
+        w = w.and(Where::declared("id", PropType::String, Op::Neq(text(k))));
     }
     // Each deleted row leaves every node's token cache through the store's observer.
     inv.state
@@ -554,9 +536,9 @@ async fn login(inv: &Invocation<'_>, model: &Model) -> Result<Outcome, ApiError>
         e.retry_after = Some(wait);
         return Err(e);
     }
-    let mut w = eq(prop, PropType::String, text(&value));
+    let mut w = Where::declared(prop, PropType::String, Op::Eq(text(&value)));
     if let Some(r) = &realm {
-        w = w.and(eq("realm", PropType::String, text(r)));
+        w = w.and(Where::declared("realm", PropType::String, Op::Eq(text(r))));
     }
     let user = if value.is_empty() {
         None
@@ -805,9 +787,9 @@ async fn reset_password(inv: &Invocation<'_>, model: &Model) -> Result<Outcome, 
     let realm = body_field(inv, "realm")
         .and_then(Value::as_str)
         .map(str::to_string);
-    let mut w = eq("email", PropType::String, text(&email));
+    let mut w = Where::declared("email", PropType::String, Op::Eq(text(&email)));
     if let Some(r) = &realm {
-        w = w.and(eq("realm", PropType::String, text(r)));
+        w = w.and(Where::declared("realm", PropType::String, Op::Eq(text(r))));
     }
     let user = find_user(inv, model, w).await?;
     let Some(user) = user else {
