@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Body, TestServer};
+use common::{hide_drafts, stores_login, wall_user, Body, TestServer};
 use portcullis_server::changes::ChangeStreamOptions;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -116,21 +116,6 @@ impl Stream {
 
 fn enc(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-async fn wall_user(s: &TestServer, email: &str) -> String {
-    let (st, body) = s
-        .post("/api/appusers", &json!({"email": email, "password": "pw"}))
-        .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
-    let (st, body) = s
-        .post(
-            "/api/appusers/login",
-            &json!({"email": email, "password": "pw"}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
-    body["id"].as_str().expect("token").to_string()
 }
 
 async fn post_text(s: &TestServer, token: &str, text: &str) -> Value {
@@ -273,17 +258,6 @@ async fn a_bad_where_is_a_400_before_the_stream_opens() {
         .await;
     assert_eq!(st, StatusCode::BAD_REQUEST, "{body}");
     common::assert_error(&body, 400);
-}
-
-async fn stores_login(s: &TestServer, user: &str) -> String {
-    let (st, body) = s
-        .post(
-            "/api/users/login",
-            &json!({"username": user, "password": format!("{user}-pass")}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{user}: {body}");
-    body["id"].as_str().expect("token").to_string()
 }
 
 async fn invoice(s: &TestServer, token: &str, store: &str, number: i64) -> Value {
@@ -607,30 +581,6 @@ fn embargo(
         } else {
             portcullis_authz::Vote::Abstain
         })
-    })
-}
-
-/// Soft-hidden rows: texts equal to "draft" never show in queries.
-fn hide_drafts(
-    mut ctx: portcullis_server::hooks::OperationContext,
-) -> portcullis_server::access::BoxFuture<
-    'static,
-    Result<portcullis_server::hooks::OperationContext, portcullis_server::ApiError>,
-> {
-    use portcullis_query::{Op, PropRef, Scalar, Where};
-    Box::pin(async move {
-        let not_draft = Where::Cond {
-            property: PropRef::Declared {
-                name: "text".into(),
-                ty: portcullis_schema::PropType::String,
-            },
-            op: Op::Neq(Scalar::Text("draft".into())),
-        };
-        ctx.where_ = Some(match ctx.where_.take() {
-            Some(w) => w.and(not_draft),
-            None => not_draft,
-        });
-        Ok(ctx)
     })
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Body, TestServer};
+use common::{wall_login, wall_user, Body, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -51,25 +51,6 @@ async fn until(
     }
 }
 
-async fn wall_user(s: &TestServer, email: &str) -> String {
-    let (st, body) = s
-        .post("/api/appusers", &json!({"email": email, "password": "pw"}))
-        .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
-    login(s, email, "pw").await
-}
-
-async fn login(s: &TestServer, email: &str, password: &str) -> String {
-    let (st, body) = s
-        .post(
-            "/api/appusers/login",
-            &json!({"email": email, "password": password}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{body}");
-    body["id"].as_str().expect("token").to_string()
-}
-
 #[tokio::test]
 async fn a_logout_on_one_node_reaches_the_other() {
     let Some(url) = pg() else { return };
@@ -105,7 +86,7 @@ async fn a_password_change_on_one_node_ends_other_sessions_everywhere() {
     let Some(url) = pg() else { return };
     let (a, b) = TestServer::start_pair("examples/wall", &url).await;
     let first = wall_user(&a, "p@x.test").await;
-    let second = login(&b, "p@x.test", "pw").await;
+    let second = wall_login(&b, "p@x.test", "pw").await;
     assert_eq!(
         status(&a, Method::GET, "/api/appusers/1", &second).await,
         StatusCode::OK
@@ -148,7 +129,7 @@ async fn revoking_sessions_on_one_node_ends_them_on_the_other() {
     let app = common::wall_with_session_revocation();
     let (a, b) = TestServer::start_pair(&app.path().to_string_lossy(), &url).await;
     let on_a = wall_user(&a, "v@x.test").await;
-    let on_b = login(&b, "v@x.test", "pw").await;
+    let on_b = wall_login(&b, "v@x.test", "pw").await;
     for t in [&on_a, &on_b] {
         assert_eq!(
             status(&a, Method::GET, "/api/appusers/1", t).await,

@@ -4,9 +4,7 @@
 
 mod common;
 
-use common::{Body, TestServer};
-use portcullis_query::{Op, PropRef, Scalar, Where};
-use portcullis_schema::PropType;
+use common::{hide_drafts, Body, TestServer};
 use portcullis_server::hooks::{Operation, OperationContext, RemoteContext};
 use portcullis_server::ApiError;
 use reqwest::{Method, StatusCode};
@@ -123,25 +121,6 @@ async fn scenario_create_only(s: &TestServer) -> Value {
         )
         .await;
     json!({"ownerId": body["ownerId"], "created": body["created"]})
-}
-
-fn hide_drafts(
-    mut ctx: OperationContext,
-) -> portcullis_server::access::BoxFuture<'static, Result<OperationContext, ApiError>> {
-    Box::pin(async move {
-        let not_draft = Where::Cond {
-            property: PropRef::Declared {
-                name: "text".into(),
-                ty: PropType::String,
-            },
-            op: Op::Neq(Scalar::Text("draft".into())),
-        };
-        ctx.where_ = Some(match ctx.where_.take() {
-            Some(w) => w.and(not_draft),
-            None => not_draft,
-        });
-        Ok(ctx)
-    })
 }
 
 fn shout(

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{Body, TestServer};
-use portcullis_query::{Op, PropRef, Scalar, Where};
+use portcullis_query::{Op, Scalar, Where};
 use portcullis_schema::PropType;
 use portcullis_server::access::BoxFuture;
 use portcullis_server::hooks::{Operation, OperationContext};
@@ -18,13 +18,7 @@ type HookResult = BoxFuture<'static, Result<OperationContext, ApiError>>;
 
 fn hide_out_of_print(mut ctx: OperationContext) -> HookResult {
     Box::pin(async move {
-        let in_print = Where::Cond {
-            property: PropRef::Declared {
-                name: "available".into(),
-                ty: PropType::Boolean,
-            },
-            op: Op::Eq(Scalar::Bool(true)),
-        };
+        let in_print = Where::declared("available", PropType::Boolean, Op::Eq(Scalar::Bool(true)));
         ctx.where_ = Some(match ctx.where_.take() {
             Some(w) => w.and(in_print),
             None => in_print,

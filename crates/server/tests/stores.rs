@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Body, TestServer};
+use common::{stores_login, Body, TestServer};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -14,17 +14,6 @@ const AD: &str = "storeAdminA";
 
 async fn stores() -> TestServer {
     TestServer::start("examples/stores").await
-}
-
-async fn login(s: &TestServer, user: &str) -> String {
-    let (st, body) = s
-        .post(
-            "/api/users/login",
-            &json!({"username": user, "password": format!("{user}-pass")}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK, "{user}: {body}");
-    body["id"].as_str().expect("token").to_string()
 }
 
 async fn call(
@@ -283,7 +272,7 @@ fn enc(s: &str) -> String {
 async fn the_component_test_matrix() {
     for (u, user) in [G, ME, MA, AD].into_iter().enumerate() {
         let s = stores().await;
-        let t = login(&s, user).await;
+        let t = stores_login(&s, user).await;
         for row in matrix() {
             let (st, body) =
                 call(&s, Some(&t), row.method.clone(), row.path, row.body.clone()).await;
@@ -307,7 +296,10 @@ async fn the_component_test_matrix() {
                 let id = body["id"].clone();
                 s.request(
                     Method::DELETE,
-                    &format!("/api/invoices/{id}?access_token={}", login(&s, AD).await),
+                    &format!(
+                        "/api/invoices/{id}?access_token={}",
+                        stores_login(&s, AD).await
+                    ),
                     None,
                     None,
                 )
@@ -327,7 +319,7 @@ async fn every_user_sees_exactly_their_stores_rows() {
         ("generalUser", vec![]),
     ];
     for (user, groups) in expect {
-        let t = login(&s, user).await;
+        let t = stores_login(&s, user).await;
         for model in ["invoices", "transactions", "products"] {
             let (st, body) = call(&s, Some(&t), Method::GET, &format!("/api/{model}"), None).await;
             assert_eq!(st, StatusCode::OK, "{user} {model}");
@@ -366,9 +358,9 @@ async fn every_user_sees_exactly_their_stores_rows() {
 #[tokio::test]
 async fn the_components_holes_are_closed() {
     let s = stores().await;
-    let me = login(&s, ME).await;
-    let g = login(&s, G).await;
-    let ad = login(&s, AD).await;
+    let me = stores_login(&s, ME).await;
+    let g = stores_login(&s, G).await;
+    let ad = stores_login(&s, AD).await;
     // where.id never skips the list filter.
     for path in [
         "/api/invoices?filter[where][id]=2",

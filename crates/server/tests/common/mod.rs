@@ -433,3 +433,61 @@ pub fn wall_with_session_revocation() -> tempfile::TempDir {
     std::fs::write(&path, model.to_string()).expect("write");
     dir
 }
+
+/// Signs a new wall user up (password `pw`) and logs them in; returns the token.
+pub async fn wall_user(s: &TestServer, email: &str) -> String {
+    let (st, body) = s
+        .post(
+            "/api/appusers",
+            &serde_json::json!({"email": email, "password": "pw"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    wall_login(s, email, "pw").await
+}
+
+/// Logs a wall user in; returns the token.
+pub async fn wall_login(s: &TestServer, email: &str, password: &str) -> String {
+    let (st, body) = s
+        .post(
+            "/api/appusers/login",
+            &serde_json::json!({"email": email, "password": password}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{body}");
+    body["id"].as_str().expect("token").to_string()
+}
+
+/// Logs a seeded `examples/stores` user in (password `<user>-pass`); returns the token.
+pub async fn stores_login(s: &TestServer, user: &str) -> String {
+    let (st, body) = s
+        .post(
+            "/api/users/login",
+            &serde_json::json!({"username": user, "password": format!("{user}-pass")}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{user}: {body}");
+    body["id"].as_str().expect("token").to_string()
+}
+
+/// An `access` operation hook: posts whose text is exactly "draft" never show in queries.
+pub fn hide_drafts(
+    mut ctx: portcullis_server::hooks::OperationContext,
+) -> portcullis_server::access::BoxFuture<
+    'static,
+    Result<portcullis_server::hooks::OperationContext, portcullis_server::ApiError>,
+> {
+    use portcullis_query::{Op, Scalar, Where};
+    Box::pin(async move {
+        let not_draft = Where::declared(
+            "text",
+            portcullis_schema::PropType::String,
+            Op::Neq(Scalar::Text("draft".into())),
+        );
+        ctx.where_ = Some(match ctx.where_.take() {
+            Some(w) => w.and(not_draft),
+            None => not_draft,
+        });
+        Ok(ctx)
+    })
+}
